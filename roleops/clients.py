@@ -1,0 +1,65 @@
+"""AWS client factory (AWS layer): one client per service per run, botocore retries configured once."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # boto3 is imported lazily so that `roleops --help` stays fast
+    import boto3
+
+DEFAULT_RETRY_MODE = "standard"
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+class Clients:
+    """Holds a boto3 Session and hands out cached clients.
+
+    Throttling and 5xx retries are botocore's job (standard mode unless AWS_RETRY_MODE says otherwise);
+    roleops never loops on them itself.
+    """
+
+    def __init__(
+        self,
+        session: boto3.Session,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_attempts: int | None = None,
+        event_hooks: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        self.session = session
+        self.endpoint_url = endpoint_url
+        self.region = region or session.region_name or "us-east-1"
+        self.max_attempts = max_attempts
+        self._event_hooks = event_hooks or []
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def config(self):
+        from botocore.config import Config
+
+        mode = os.environ.get("AWS_RETRY_MODE", DEFAULT_RETRY_MODE)
+        attempts = self.max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
+        return Config(retries={"mode": mode, "total_max_attempts": attempts}, connect_timeout=5, read_timeout=30)
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        region = region or self.region
+        key = (service, region)
+        if key not in self._cache:
+            kwargs: dict[str, Any] = {"region_name": region, "config": self.config()}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            client = self.session.client(service, **kwargs)
+            for event, handler in self._event_hooks:
+                client.meta.events.register(event, handler)
+            self._cache[key] = client
+        return self._cache[key]
+
+    def iam(self) -> Any:
+        return self.client("iam")
+
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    def sts(self, region: str | None = None) -> Any:
+        return self.client("sts", region)
