@@ -1,0 +1,298 @@
+"""Thin AWS layer: one AWS call per function; the only place that catches botocore errors.
+
+"Not found" becomes None; every other error becomes an AwsError (exit 3) carrying the operation, AWS's code
+and message, and a hint for the common ones. Retries for throttling are botocore's (see clients.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from roleops import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
+from roleops.errors import AwsError, EnvironmentProblem
+
+# Error codes that mean "the thing is not there" for the reads below.
+NOT_FOUND = frozenset({"NoSuchEntity", "InvalidInstanceID.NotFound", "InvalidAssociationID.NotFound"})
+
+# Operation name -> IAM action, for AccessDenied hints ("grant iam:CreateRole").
+_SERVICE_PREFIX = {"iam": "iam", "ec2": "ec2", "sts": "sts"}
+
+
+def _hint(service: str, operation: str, code: str, message: str) -> str:
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        return f"the caller needs {_SERVICE_PREFIX.get(service, service)}:{operation}; grant it and re-run"
+    if code == "IncorrectState":
+        if "existing association" in message:
+            return "the instance already has a profile; `roleops associate` replaces it"
+        return "the instance must be running (replace needs a running instance); start it and re-run"
+    if code == "NoSuchEntity":
+        return "the named resource does not exist; check the name, or run `roleops setup` to create it"
+    if code == "EntityAlreadyExists":
+        return "another run created it meanwhile; re-run to converge"
+    if code == "DeleteConflict":
+        return "the role still has policies or profiles roleops did not add; detach them and re-run teardown"
+    if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
+        return "the credentials are not valid for this endpoint; check --profile / AWS_PROFILE"
+    if code == "ExpiredToken":
+        return "the session expired; refresh the credentials and re-run"
+    if code in ("Throttling", "RequestLimitExceeded", "ThrottlingException"):
+        return "AWS kept throttling after botocore's retries; wait and re-run, or raise AWS_MAX_ATTEMPTS"
+    return ""
+
+
+def call(client: Any, operation: str, *, not_found: Iterable[str] = (), **kwargs: Any) -> dict[str, Any] | None:
+    """Make one call; translate botocore's errors into ours.
+
+    `operation` is the boto3 method name (snake_case); error messages use the API name.
+    """
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
+
+    method: Callable[..., dict[str, Any]] = getattr(client, operation)
+    api_name = client.meta.method_to_api_mapping.get(operation, operation)
+    service = client.meta.service_model.service_name
+    try:
+        return method(**kwargs)
+    except ClientError as err:
+        error = err.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", ""))
+        if code in not_found:
+            return None
+        raise AwsError(f"{service}:{api_name}", code, message, _hint(service, api_name, code, message)) from err
+    except NoCredentialsError as err:
+        raise EnvironmentProblem(
+            f"{service}:{api_name} failed",
+            "no AWS credentials were found",
+            "set AWS_PROFILE or pass --profile, or run on a host with a role",
+        ) from err
+    except NoRegionError as err:
+        raise EnvironmentProblem(f"{service}:{api_name} failed", "no region is set", "pass --region") from err
+    except (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError) as err:
+        raise EnvironmentProblem(
+            f"{service}:{api_name} failed",
+            f"could not reach the endpoint ({type(err).__name__})",
+            "check --endpoint-url and the network",
+        ) from err
+
+
+def managed_tags() -> list[dict[str, str]]:
+    return [{"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE}]
+
+
+def is_managed(resource: Mapping[str, Any] | None) -> bool:
+    tags = (resource or {}).get("Tags") or []
+    return any(t.get("Key") == MANAGED_TAG_KEY and t.get("Value") == MANAGED_TAG_VALUE for t in tags)
+
+
+# --- STS -----------------------------------------------------------------------------------------
+
+
+def caller_identity(sts: Any) -> dict[str, Any]:
+    return call(sts, "get_caller_identity") or {}
+
+
+# --- IAM roles -----------------------------------------------------------------------------------
+
+
+def get_role(iam: Any, name: str) -> dict[str, Any] | None:
+    resp = call(iam, "get_role", not_found=NOT_FOUND, RoleName=name)
+    return resp["Role"] if resp else None
+
+
+def create_role(
+    iam: Any, name: str, trust: Mapping[str, Any], *, max_session_duration: int | None = None, description: str = ""
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "RoleName": name,
+        "AssumeRolePolicyDocument": json.dumps(trust),
+        "Tags": managed_tags(),
+        "Description": description or "Created by roleops",
+    }
+    if max_session_duration:
+        kwargs["MaxSessionDuration"] = max_session_duration
+    return call(iam, "create_role", **kwargs)["Role"]  # type: ignore[index]
+
+
+def update_trust(iam: Any, name: str, trust: Mapping[str, Any]) -> None:
+    call(iam, "update_assume_role_policy", RoleName=name, PolicyDocument=json.dumps(trust))
+
+
+def update_max_session_duration(iam: Any, name: str, seconds: int) -> None:
+    call(iam, "update_role", RoleName=name, MaxSessionDuration=seconds)
+
+
+def delete_role(iam: Any, name: str) -> None:
+    call(iam, "delete_role", RoleName=name)
+
+
+def get_role_policy(iam: Any, role: str, policy: str) -> dict[str, Any] | None:
+    resp = call(iam, "get_role_policy", not_found=NOT_FOUND, RoleName=role, PolicyName=policy)
+    if resp is None:
+        return None
+    from roleops.policies import parse_document
+
+    return parse_document(resp["PolicyDocument"])
+
+
+def put_role_policy(iam: Any, role: str, policy: str, document: Mapping[str, Any]) -> None:
+    call(iam, "put_role_policy", RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))
+
+
+def delete_role_policy(iam: Any, role: str, policy: str) -> None:
+    call(iam, "delete_role_policy", not_found=NOT_FOUND, RoleName=role, PolicyName=policy)
+
+
+def list_role_policies(iam: Any, role: str) -> list[str]:
+    resp = call(iam, "list_role_policies", not_found=NOT_FOUND, RoleName=role)
+    return list(resp["PolicyNames"]) if resp else []
+
+
+def list_attached_role_policies(iam: Any, role: str) -> list[str]:
+    resp = call(iam, "list_attached_role_policies", not_found=NOT_FOUND, RoleName=role)
+    return [p["PolicyArn"] for p in resp["AttachedPolicies"]] if resp else []
+
+
+def get_managed_policy_document(iam: Any, policy_arn: str) -> dict[str, Any] | None:
+    """The default version's document of a managed policy (two calls: which version, then the text)."""
+    policy = call(iam, "get_policy", not_found=NOT_FOUND, PolicyArn=policy_arn)
+    if policy is None:
+        return None
+    version = call(
+        iam,
+        "get_policy_version",
+        not_found=NOT_FOUND,
+        PolicyArn=policy_arn,
+        VersionId=policy["Policy"]["DefaultVersionId"],
+    )
+    if version is None:
+        return None
+    from roleops.policies import parse_document
+
+    return parse_document(version["PolicyVersion"]["Document"])
+
+
+# --- IAM instance profiles -----------------------------------------------------------------------
+
+
+def get_instance_profile(iam: Any, name: str) -> dict[str, Any] | None:
+    resp = call(iam, "get_instance_profile", not_found=NOT_FOUND, InstanceProfileName=name)
+    return resp["InstanceProfile"] if resp else None
+
+
+def create_instance_profile(iam: Any, name: str) -> dict[str, Any]:
+    return call(iam, "create_instance_profile", InstanceProfileName=name, Tags=managed_tags())["InstanceProfile"]  # type: ignore[index]
+
+
+def add_role_to_instance_profile(iam: Any, profile: str, role: str) -> None:
+    call(iam, "add_role_to_instance_profile", InstanceProfileName=profile, RoleName=role)
+
+
+def remove_role_from_instance_profile(iam: Any, profile: str, role: str) -> None:
+    call(iam, "remove_role_from_instance_profile", not_found=NOT_FOUND, InstanceProfileName=profile, RoleName=role)
+
+
+def delete_instance_profile(iam: Any, name: str) -> None:
+    call(iam, "delete_instance_profile", not_found=NOT_FOUND, InstanceProfileName=name)
+
+
+def wait_instance_profile_exists(iam: Any, name: str, *, delay: int = 1, max_attempts: int = 40) -> None:
+    """boto3's own waiter; it proves existence, not usability (EC2 may still refuse the profile)."""
+    from botocore.exceptions import WaiterError
+
+    try:
+        iam.get_waiter("instance_profile_exists").wait(
+            InstanceProfileName=name, WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts}
+        )
+    except WaiterError as err:
+        raise EnvironmentProblem(
+            f"instance profile {name} did not appear",
+            str(err.last_response.get("Error", {}).get("Code", "")),
+            "re-run in a minute",
+        ) from err
+
+
+# --- EC2 -----------------------------------------------------------------------------------------
+
+
+def describe_instance(ec2: Any, instance_id: str) -> dict[str, Any] | None:
+    resp = call(
+        ec2, "describe_instances", not_found=NOT_FOUND | {"InvalidInstanceID.Malformed"}, InstanceIds=[instance_id]
+    )
+    if not resp:
+        return None
+    for reservation in resp.get("Reservations", []):
+        for instance in reservation.get("Instances", []):
+            if instance.get("InstanceId") == instance_id:
+                return instance
+    return None
+
+
+_LIVE_STATES = ("associating", "associated")
+
+
+def get_association(ec2: Any, instance_id: str) -> dict[str, Any] | None:
+    """The instance's live profile association (EC2 allows one), or None."""
+    resp = call(
+        ec2,
+        "describe_iam_instance_profile_associations",
+        Filters=[{"Name": "instance-id", "Values": [instance_id]}, {"Name": "state", "Values": list(_LIVE_STATES)}],
+    )
+    live = [a for a in (resp or {}).get("IamInstanceProfileAssociations", []) if a.get("State") in _LIVE_STATES]
+    return live[0] if live else None
+
+
+def associations_of_profile(ec2: Any, profile_arn: str) -> list[dict[str, Any]]:
+    """Every live association of one profile, across the region (EC2 has no server-side filter for it)."""
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(1000):  # bounded: 1000 pages of associations is far beyond any real account
+        kwargs: dict[str, Any] = {"Filters": [{"Name": "state", "Values": list(_LIVE_STATES)}]}
+        if token:
+            kwargs["NextToken"] = token
+        resp = call(ec2, "describe_iam_instance_profile_associations", **kwargs) or {}
+        found.extend(
+            a
+            for a in resp.get("IamInstanceProfileAssociations", [])
+            if a.get("IamInstanceProfile", {}).get("Arn") == profile_arn and a.get("State") in _LIVE_STATES
+        )
+        token = resp.get("NextToken")
+        if not token:
+            break
+    return found
+
+
+def associate_profile(ec2: Any, instance_id: str, profile_name: str) -> dict[str, Any]:
+    return call(
+        ec2, "associate_iam_instance_profile", InstanceId=instance_id, IamInstanceProfile={"Name": profile_name}
+    )["IamInstanceProfileAssociation"]  # type: ignore[index]
+
+
+def replace_profile(ec2: Any, association_id: str, profile_name: str) -> dict[str, Any]:
+    return call(
+        ec2,
+        "replace_iam_instance_profile_association",
+        AssociationId=association_id,
+        IamInstanceProfile={"Name": profile_name},
+    )["IamInstanceProfileAssociation"]  # type: ignore[index]
+
+
+def disassociate_profile(ec2: Any, association_id: str) -> None:
+    call(ec2, "disassociate_iam_instance_profile", not_found=NOT_FOUND, AssociationId=association_id)
+
+
+def require_imdsv2(ec2: Any, instance_id: str) -> None:
+    call(ec2, "modify_instance_metadata_options", InstanceId=instance_id, HttpTokens="required", HttpEndpoint="enabled")
+
+
+def profile_name_from_arn(arn: str) -> str:
+    """arn:aws:iam::123456789012:instance-profile/path/NAME -> NAME."""
+    return arn.rsplit("/", 1)[-1]

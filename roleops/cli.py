@@ -1,0 +1,434 @@
+"""Command line (composition root): parses arguments, builds sessions and clients, maps errors to exit codes.
+
+Only this module (and scripts/, examples/) creates boto3 sessions. Heavy imports (boto3, rich) happen inside
+the command functions so that `roleops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from roleops import __version__
+from roleops.errors import EnvironmentProblem, RoleOpsError, UsageError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error becomes our one-line UsageError (exit 2) instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, "", f"see `{self.prog} --help`")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # Sub-parsers repeat the globals with SUPPRESS defaults, so they are accepted before or after the command
+    # without the sub-parser's defaults overwriting what was given before it.
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    g = parser.add_argument_group("global options")
+    g.add_argument("--profile", default=d(None), help="AWS profile to use (default: the standard chain)")
+    g.add_argument("--region", default=d(None), help="AWS region (default: the profile's or AWS_DEFAULT_REGION)")
+    g.add_argument("--endpoint-url", default=d(None), help="send AWS calls here (AWS_ENDPOINT_URL works too)")
+    g.add_argument("--output", choices=("table", "json"), default=d("table"), help="table (default) or json")
+    g.add_argument("--debug", action="store_true", default=d(False), help="log AWS calls and show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="roleops",
+        description="Give an EC2 instance a role, assume a secondary role from it, and prove every link.",
+    )
+    parser.add_argument("--version", action="version", version=f"roleops {__version__}")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _global_options(p, suppress=True)
+        return p
+
+    p = command("setup", "converge the instance role, its profile, the assumable roles and the association")
+    p.add_argument("--instance-role", required=True, metavar="NAME")
+    p.add_argument("--assumable-role", action="append", required=True, metavar="NAME", dest="assumable_roles")
+    p.add_argument("--instance-id", metavar="ID")
+    p.add_argument("--require-imdsv2", action="store_true", help="set HttpTokens=required on the instance")
+    p.add_argument("--max-session-duration", metavar="SECONDS", help="MaxSessionDuration of the assumable roles")
+    p.add_argument("--adopt", action="store_true", help="add statements to existing roles roleops did not make")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; call no mutating API")
+    p.add_argument("--wait", action="store_true", help="return once the association is associated")
+    p.add_argument(
+        "--propagation-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for IAM to propagate (default 60)",
+    )
+    p.set_defaults(func=cmd_setup)
+
+    p = command("associate", "associate an instance profile with an instance (replacing another)")
+    p.add_argument("--instance-id", required=True, metavar="ID")
+    p.add_argument("--instance-profile", required=True, metavar="NAME")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--propagation-timeout", type=float, default=60.0, metavar="SECONDS")
+    p.set_defaults(func=cmd_associate)
+
+    p = command("teardown", "remove what setup made (only roleops:managed resources)")
+    p.add_argument("--instance-role", required=True, metavar="NAME")
+    p.add_argument("--assumable-role", action="append", default=[], metavar="NAME", dest="assumable_roles")
+    p.add_argument("--instance-id", metavar="ID")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_teardown)
+
+    def on_instance_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--assume", action="append", default=[], metavar="ROLE_ARN")
+        p.add_argument("--session-name", default="roleops-verify", metavar="NAME")
+        p.add_argument("--external-id", metavar="ID")
+        p.add_argument("--duration", metavar="SECONDS", help="AssumeRole DurationSeconds (900-43200)")
+        p.add_argument("--imds-endpoint", metavar="URL", help="default: AWS_EC2_METADATA_SERVICE_ENDPOINT or EC2's")
+        p.add_argument("--no-imdsv1", action="store_true", help="never fall back to IMDSv1")
+
+    p = command("verify", "on the instance: walk IMDS -> GetCallerIdentity -> AssumeRole -> GetCallerIdentity")
+    on_instance_options(p)
+    p.add_argument("--expect-role", metavar="NAME", help="fail unless the instance role is NAME")
+    p.set_defaults(func=cmd_verify)
+
+    p = command("creds", "print credentials of the instance role (or an assumed role); prints secrets")
+    on_instance_options(p)
+    p.add_argument("--format", choices=("env", "env-no-export", "json", "process"), default="env")
+    p.set_defaults(func=cmd_creds, session_name="roleops-creds")
+
+    p = command("doctor", "from an operator's machine: find the broken link and the command that mends it")
+    p.add_argument("--instance-id", required=True, metavar="ID")
+    p.add_argument("--assume", action="append", default=[], metavar="ROLE_ARN")
+    p.add_argument("--containers", action="store_true", help="containers on the instance need the role (hop limit)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = command("sandbox", "run the local sandbox (IAM, EC2, STS and per-instance IMDS) on 127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="port (0 picks a free one)")
+    p.add_argument("--instances", type=int, default=1, help="how many sandbox instances to launch")
+    p.add_argument(
+        "--throttle", type=float, default=0.0, metavar="FRACTION", help="fault: throttle this share of calls"
+    )
+    p.add_argument(
+        "--profile-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="fault: new instance profiles invisible to EC2 for this long",
+    )
+    p.add_argument(
+        "--trust-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="fault: new trust policies not honoured by STS for this long",
+    )
+    p.add_argument(
+        "--credentials-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="fault: IMDS credentials appear this long after association",
+    )
+    p.add_argument("--imds-latency", type=float, default=0.0, metavar="SECONDS", help="fault: slow IMDS answers")
+    p.add_argument("--imds-error-rate", type=float, default=0.0, metavar="FRACTION", help="fault: IMDS 500s")
+    p.add_argument("--imds-malformed", action="store_true", help="fault: malformed credential documents")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+    p.set_defaults(func=cmd_sandbox)
+
+    p = command("demo", "the whole walkthrough, offline, on a private sandbox")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# --- composition root --------------------------------------------------------------------------------
+
+
+def make_session(args: argparse.Namespace, **overrides: Any) -> Any:
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    kwargs: dict[str, Any] = {"profile_name": args.profile, "region_name": args.region}
+    kwargs.update(overrides)
+    try:
+        return boto3.Session(**kwargs)
+    except ProfileNotFound as err:
+        raise UsageError(
+            f"profile {kwargs['profile_name']!r} not found",
+            "it is not in ~/.aws/config",
+            "check --profile / AWS_PROFILE",
+        ) from err
+
+
+def make_clients(args: argparse.Namespace, session: Any = None) -> Any:
+    from roleops.clients import Clients
+
+    return Clients(session or make_session(args), endpoint_url=args.endpoint_url, region=args.region)
+
+
+def _renderer(args: argparse.Namespace) -> Any:
+    from roleops.render import Renderer
+
+    return Renderer(args.output)
+
+
+def _validate_globals(args: argparse.Namespace) -> None:
+    from roleops.validate import validate_endpoint_url, validate_region
+
+    if args.region is not None:
+        validate_region(args.region)
+    if args.endpoint_url is not None:
+        validate_endpoint_url(args.endpoint_url)
+
+
+def _context(args: argparse.Namespace, renderer: Any) -> Any:
+    from roleops.converge import Context
+
+    return Context(clients=make_clients(args), reporter=renderer)
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from roleops.converge import run_setup, setup_request
+
+    req = setup_request(
+        instance_role=args.instance_role,
+        assumable_roles=args.assumable_roles,
+        instance_id=args.instance_id,
+        require_imdsv2=args.require_imdsv2,
+        max_session_duration=args.max_session_duration,
+        adopt=args.adopt,
+        wait=args.wait,
+        propagation_timeout=args.propagation_timeout,
+    )
+    renderer = _renderer(args)
+    report = run_setup(_context(args, renderer), req, dry_run=args.dry_run)
+    renderer.plan(report, "roleops setup")
+    return EXIT_OK
+
+
+def cmd_associate(args: argparse.Namespace) -> int:
+    from roleops.converge import run_associate
+
+    if not 0 < args.propagation_timeout <= 900:
+        raise UsageError(f"invalid --propagation-timeout {args.propagation_timeout!r}", "use 1 to 900 seconds")
+    renderer = _renderer(args)
+    ctx = _context(args, renderer)
+    ctx.propagation_timeout = args.propagation_timeout
+    report = run_associate(
+        ctx, instance_id=args.instance_id, profile=args.instance_profile, wait=args.wait, dry_run=args.dry_run
+    )
+    renderer.plan(report, "roleops associate")
+    return EXIT_OK
+
+
+def cmd_teardown(args: argparse.Namespace) -> int:
+    from roleops.converge import run_teardown, teardown_request
+
+    req = teardown_request(
+        instance_role=args.instance_role, assumable_roles=args.assumable_roles, instance_id=args.instance_id
+    )
+    renderer = _renderer(args)
+    report = run_teardown(_context(args, renderer), req, dry_run=args.dry_run)
+    renderer.plan(report, "roleops teardown")
+    return EXIT_OK
+
+
+def _on_instance_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate what verify and creds share, before any network call."""
+    from roleops.validate import (
+        validate_duration,
+        validate_endpoint_url,
+        validate_external_id,
+        validate_role_arn,
+        validate_session_name,
+    )
+
+    for arn in args.assume:
+        validate_role_arn(arn)
+    validate_session_name(args.session_name)
+    if args.external_id is not None:
+        validate_external_id(args.external_id)
+    duration = validate_duration(args.duration, "--duration", 900, 43200) if args.duration is not None else None
+    if args.imds_endpoint is not None:
+        validate_endpoint_url(args.imds_endpoint, "--imds-endpoint")
+    return {"duration": duration}
+
+
+def _imds(args: argparse.Namespace) -> Any:
+    from roleops.imds import ImdsClient
+
+    return ImdsClient(args.imds_endpoint, v1_fallback=False if args.no_imdsv1 else None)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    checked = _on_instance_inputs(args)
+    if args.expect_role is not None:
+        from roleops.validate import validate_role_name
+
+        validate_role_name(args.expect_role, "--expect-role")
+    from roleops.verify import VerifyOptions, run_verify
+
+    opts = VerifyOptions(
+        assume=tuple(args.assume),
+        session_name=args.session_name,
+        external_id=args.external_id,
+        duration=checked["duration"],
+        expect_role=args.expect_role,
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+    )
+    renderer = _renderer(args)
+    report = run_verify(
+        opts, imds=_imds(args), session_factory=lambda **kw: make_session(args, **kw), on_step=renderer.identity
+    )
+    renderer.verify(report)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def cmd_creds(args: argparse.Namespace) -> int:
+    checked = _on_instance_inputs(args)
+    if len(args.assume) > 1:
+        raise UsageError("creds takes one --assume", "it prints one set of credentials", "give one role ARN")
+    from roleops.creds import format_credentials, get_credentials
+
+    creds = get_credentials(
+        imds=_imds(args),
+        session_factory=lambda **kw: make_session(args, **kw),
+        assume=args.assume[0] if args.assume else None,
+        session_name=args.session_name,
+        external_id=args.external_id,
+        duration=checked["duration"],
+        endpoint_url=args.endpoint_url,
+    )
+    fmt = "json" if args.output == "json" and args.format == "env" else args.format
+    sys.stdout.write(format_credentials(creds, fmt))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from roleops.validate import validate_instance_id, validate_role_arn
+
+    validate_instance_id(args.instance_id)
+    for arn in args.assume:
+        validate_role_arn(arn)
+    from roleops.doctor import run_doctor
+
+    renderer = _renderer(args)
+    report = run_doctor(
+        make_clients(args), instance_id=args.instance_id, assume=tuple(args.assume), containers=args.containers
+    )
+    renderer.doctor(report)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"invalid --port {args.port}", "a port is 0-65535 (0 picks a free one)")
+    if not 0 <= args.instances <= 50:
+        raise UsageError(f"invalid --instances {args.instances}", "the sandbox launches 0-50 instances")
+    for name in ("throttle", "imds_error_rate"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise UsageError(f"invalid --{name.replace('_', '-')} {getattr(args, name)}", "a fraction from 0 to 1")
+    for name in ("profile_delay", "trust_delay", "credentials_delay", "imds_latency"):
+        if not 0.0 <= getattr(args, name) <= 3600:
+            raise UsageError(f"invalid --{name.replace('_', '-')} {getattr(args, name)}", "seconds from 0 to 3600")
+    from roleops.sandbox import Faults, run_forever
+
+    faults = Faults(
+        throttle_fraction=args.throttle,
+        profile_propagation_delay=args.profile_delay,
+        trust_propagation_delay=args.trust_delay,
+        credentials_delay=args.credentials_delay,
+        imds_latency=args.imds_latency,
+        imds_error_rate=args.imds_error_rate,
+        imds_malformed=args.imds_malformed,
+    )
+    return run_forever(
+        port=args.port,
+        instances=args.instances,
+        output=args.output,
+        faults=faults,
+        seed=args.seed,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from roleops.demo import run_demo
+
+    return run_demo(output=args.output, stdout=sys.stdout, stderr=sys.stderr)
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def _configure_debug() -> None:
+    from roleops.redact import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("botocore", "boto3", "roleops"):
+        log = logging.getLogger(name)
+        log.setLevel(logging.DEBUG)
+        log.addHandler(handler)
+
+
+def _print_error(text: str) -> None:
+    # Plain write: an error must reach the user even if rich itself is the problem.
+    sys.stderr.write(f"roleops: error: {text}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        debug = args.debug
+        if debug:
+            _configure_debug()
+        _validate_globals(args)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    except RoleOpsError as err:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _print_error(err.one_line())
+        return err.exit_code
+    except KeyboardInterrupt:
+        _print_error("interrupted; what was applied before the interruption stays, re-run to converge")
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - last resort: one line, no traceback unless --debug
+        if debug:
+            raise
+        wrapped = EnvironmentProblem(f"unexpected {type(err).__name__}", _safe(str(err)), "re-run with --debug")
+        _print_error(wrapped.one_line())
+        return wrapped.exit_code
+
+
+def _safe(text: str) -> str:
+    from roleops.redact import redact
+
+    return redact(text.splitlines()[0] if text else "")[:300]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

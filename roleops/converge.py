@@ -1,0 +1,659 @@
+"""Setup, associate and teardown (plan layer): each step is read -> pure diff -> apply.
+
+A plan reads every resource first and diffs it against the wanted state without touching AWS; only when every
+step has been diffed (and none refused) are the steps applied, in order. So bad input and refusals (an
+untagged role without --adopt) stop the run before anything is created, and --dry-run is simply "stop here".
+Diffs return operations as data (`Op`), which keeps them pure and testable without AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from roleops import INLINE_POLICY_NAME, aws, policies
+from roleops.clients import Clients
+from roleops.errors import AwsError, NotManagedError, PropagationTimeout, UsageError
+from roleops.results import Action, Change, PlanReport
+from roleops.validate import (
+    unique,
+    validate_instance_id,
+    validate_max_session_duration,
+    validate_profile_name,
+    validate_role_name,
+)
+
+DEFAULT_PROPAGATION_TIMEOUT = 60.0
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetupRequest:
+    instance_role: str
+    assumable_roles: tuple[str, ...]
+    instance_id: str | None = None
+    require_imdsv2: bool = False
+    max_session_duration: int | None = None
+    adopt: bool = False
+    wait: bool = False
+    propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT
+
+    @property
+    def profile(self) -> str:
+        # The walkthrough (and the AWS console) name the profile after the role.
+        return self.instance_role
+
+
+def setup_request(
+    *,
+    instance_role: str,
+    assumable_roles: Sequence[str],
+    instance_id: str | None = None,
+    require_imdsv2: bool = False,
+    max_session_duration: int | str | None = None,
+    adopt: bool = False,
+    wait: bool = False,
+    propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT,
+) -> SetupRequest:
+    """Validate everything a setup needs before any AWS call (raises ValidationError, exit 2)."""
+    validate_role_name(instance_role, "--instance-role")
+    validate_profile_name(instance_role, "--instance-role")
+    if not assumable_roles:
+        raise UsageError(
+            "no --assumable-role given", "setup needs at least one role to assume", "add --assumable-role NAME"
+        )
+    roles = unique([validate_role_name(r, "--assumable-role") for r in assumable_roles], "--assumable-role")
+    if instance_role.lower() in {r.lower() for r in roles}:
+        raise UsageError(
+            f"--assumable-role {instance_role!r} is the instance role itself",
+            "a role does not need to assume itself",
+            "name a different secondary role",
+        )
+    if instance_id is not None:
+        validate_instance_id(instance_id)
+    elif require_imdsv2 or wait:
+        raise UsageError(
+            "--require-imdsv2 and --wait need --instance-id", "they act on an instance", "add --instance-id i-..."
+        )
+    duration = validate_max_session_duration(max_session_duration) if max_session_duration is not None else None
+    if propagation_timeout <= 0 or propagation_timeout > 900:
+        raise UsageError(f"invalid --propagation-timeout {propagation_timeout!r}", "use 1 to 900 seconds")
+    return SetupRequest(
+        instance_role=instance_role,
+        assumable_roles=roles,
+        instance_id=instance_id,
+        require_imdsv2=require_imdsv2,
+        max_session_duration=duration,
+        adopt=adopt,
+        wait=wait,
+        propagation_timeout=float(propagation_timeout),
+    )
+
+
+# --- operations as data --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Op:
+    """One mutating AWS call to make (or a wait), described as data so that diffs stay pure."""
+
+    kind: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diff:
+    change: Change
+    ops: tuple[Op, ...] = ()
+
+
+class Reporter(Protocol):
+    def waiting(self, message: str) -> contextlib.AbstractContextManager[None]: ...
+
+
+class NullReporter:
+    @contextlib.contextmanager
+    def waiting(self, message: str) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Context:
+    clients: Clients
+    reporter: Reporter = field(default_factory=NullReporter)
+    propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+# --- propagation retries (IAM eventual consistency; the only retry loop roleops owns) -------------
+
+
+def _is_profile_not_yet_visible(err: AwsError) -> bool:
+    # EC2 refuses a fresh profile for several seconds (AWS-FACTS.md: IAM eventual consistency).
+    msg = err.aws_message
+    return (
+        (err.code == "InvalidParameterValue" and "Invalid IAM Instance Profile" in msg)
+        or (err.code == "IncorrectState" and "InstanceIdentityProfileNotFound" in msg)
+        or "has no associated IAM Roles" in msg
+    )
+
+
+def _is_principal_not_yet_visible(err: AwsError) -> bool:
+    return err.code == "MalformedPolicyDocument" and "Invalid principal" in err.aws_message
+
+
+def _is_role_not_yet_visible(err: AwsError) -> bool:
+    return err.code == "NoSuchEntity" and "role with name" in err.aws_message.lower()
+
+
+def retry_propagation(ctx: Context, what: str, fn: Callable[[], Any], retryable: Callable[[AwsError], bool]) -> Any:
+    """Call fn; while it fails with a propagation error, back off (0.5 s doubling to 5 s) up to the timeout."""
+    deadline = ctx.clock() + ctx.propagation_timeout
+    delay = 0.5
+    spinning = False
+    with contextlib.ExitStack() as stack:
+        while True:
+            try:
+                return fn()
+            except AwsError as err:
+                if not retryable(err):
+                    raise
+                if ctx.clock() + delay > deadline:
+                    raise PropagationTimeout(
+                        f"{what} still refused after {ctx.propagation_timeout:g} s",
+                        f"{err.code}: {err.aws_message}",
+                        "IAM changes can take longer to propagate; re-run, or raise --propagation-timeout",
+                    ) from err
+                if not spinning:  # the spinner shows only once there is something to wait for
+                    stack.enter_context(ctx.reporter.waiting(f"waiting for IAM to propagate: {what}"))
+                    spinning = True
+                ctx.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def wait_associated(ctx: Context, instance_id: str, profile: str) -> None:
+    """Poll until the association reaches `associated` (no botocore waiter exists for it)."""
+    ec2 = ctx.clients.ec2()
+    deadline = ctx.clock() + ctx.propagation_timeout
+    delay = 0.5
+    with ctx.reporter.waiting(f"waiting for {instance_id} to be associated with {profile}"):
+        while True:
+            assoc = aws.get_association(ec2, instance_id)
+            if (
+                assoc
+                and assoc.get("State") == "associated"
+                and aws.profile_name_from_arn(assoc["IamInstanceProfile"]["Arn"]) == profile
+            ):
+                return
+            if ctx.clock() + delay > deadline:
+                state = assoc.get("State") if assoc else "none"
+                raise PropagationTimeout(
+                    f"association of {profile} with {instance_id} not ready after {ctx.propagation_timeout:g} s",
+                    f"state is {state}",
+                    "re-run with --wait later, or check the instance in the EC2 console",
+                )
+            ctx.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+# --- applying ops ----------------------------------------------------------------------------------
+
+
+def _apply_op(ctx: Context, op: Op) -> None:
+    iam, a = ctx.clients.iam, op.args
+    if op.kind == "create_role":
+        name, trust, duration = a
+        retry_propagation(
+            ctx,
+            f"trust of {name}",
+            lambda: aws.create_role(iam(), name, trust, max_session_duration=duration),
+            _is_principal_not_yet_visible,
+        )
+    elif op.kind == "update_trust":
+        name, trust = a
+        retry_propagation(
+            ctx, f"trust of {name}", lambda: aws.update_trust(iam(), name, trust), _is_principal_not_yet_visible
+        )
+    elif op.kind == "update_max_session_duration":
+        aws.update_max_session_duration(iam(), *a)
+    elif op.kind == "create_instance_profile":
+        aws.create_instance_profile(iam(), *a)
+    elif op.kind == "add_role_to_instance_profile":
+        profile, role = a
+        retry_propagation(
+            ctx,
+            f"role {role} into profile {profile}",
+            lambda: aws.add_role_to_instance_profile(iam(), profile, role),
+            _is_role_not_yet_visible,
+        )
+    elif op.kind == "put_role_policy":
+        aws.put_role_policy(iam(), *a)
+    elif op.kind == "delete_role_policy":
+        aws.delete_role_policy(iam(), *a)
+    elif op.kind == "remove_role_from_instance_profile":
+        aws.remove_role_from_instance_profile(iam(), *a)
+    elif op.kind == "delete_instance_profile":
+        aws.delete_instance_profile(iam(), *a)
+    elif op.kind == "delete_role":
+        aws.delete_role(iam(), *a)
+    elif op.kind == "associate":
+        instance_id, profile = a
+        retry_propagation(
+            ctx,
+            f"profile {profile} for {instance_id}",
+            lambda: aws.associate_profile(ctx.clients.ec2(), instance_id, profile),
+            _is_profile_not_yet_visible,
+        )
+    elif op.kind == "replace":
+        association_id, profile = a
+        retry_propagation(
+            ctx,
+            f"profile {profile} for {association_id}",
+            lambda: aws.replace_profile(ctx.clients.ec2(), association_id, profile),
+            _is_profile_not_yet_visible,
+        )
+    elif op.kind == "disassociate":
+        aws.disassociate_profile(ctx.clients.ec2(), *a)
+    elif op.kind == "require_imdsv2":
+        aws.require_imdsv2(ctx.clients.ec2(), *a)
+    elif op.kind == "wait_associated":
+        wait_associated(ctx, *a)
+    else:  # pragma: no cover - a programming error, not a user error
+        raise ValueError(f"unknown op {op.kind}")
+
+
+def apply(ctx: Context, diffs: Sequence[Diff], *, dry_run: bool) -> PlanReport:
+    if not dry_run:
+        for d in diffs:
+            for op in d.ops:
+                _apply_op(ctx, op)
+    return PlanReport(changes=tuple(d.change for d in diffs), dry_run=dry_run)
+
+
+# --- pure diffs ------------------------------------------------------------------------------------
+
+
+def _refuse_unmanaged(kind: str, name: str) -> NotManagedError:
+    return NotManagedError(
+        f"{kind} {name} exists but roleops did not create it (no roleops:managed=true tag)",
+        "roleops leaves resources it did not make alone",
+        "pass --adopt to add roleops' statements to it (nothing is removed), or choose another name",
+    )
+
+
+def diff_role(
+    name: str,
+    role: Mapping[str, Any] | None,
+    wanted: policies.Statement,
+    *,
+    adopt: bool,
+    max_session_duration: int | None = None,
+    purpose: str = "",
+) -> Diff:
+    """A role whose trust must hold `wanted`; other statements are kept untouched."""
+    resource = f"role {name}"
+    if role is None:
+        trust = policies.trust_policy(wanted)
+        detail = f"{purpose}; trust: {_describe_statement(wanted)}".lstrip("; ")
+        return Diff(
+            change=Change(resource=resource, action=Action.CREATE, detail=detail),
+            ops=(Op("create_role", (name, trust, max_session_duration)),),
+        )
+    if not aws.is_managed(role) and not adopt:
+        raise _refuse_unmanaged("role", name)
+    current = policies.parse_document(role.get("AssumeRolePolicyDocument"))
+    ops: list[Op] = []
+    details: list[str] = []
+    if not policies.has_statement(current, wanted):
+        ops.append(Op("update_trust", (name, policies.merge_statement(current, wanted))))
+        details.append(f"trust: add {_describe_statement(wanted)} (other statements kept)")
+    if max_session_duration and role.get("MaxSessionDuration") != max_session_duration:
+        ops.append(Op("update_max_session_duration", (name, max_session_duration)))
+        details.append(f"MaxSessionDuration {role.get('MaxSessionDuration')} -> {max_session_duration}")
+    if not ops:
+        note = "" if aws.is_managed(role) else " (adopted, untagged)"
+        return Diff(
+            change=Change(
+                resource=resource,
+                action=Action.UNCHANGED,
+                detail=f"trust already has {_describe_statement(wanted)}{note}",
+            )
+        )
+    return Diff(change=Change(resource=resource, action=Action.UPDATE, detail="; ".join(details)), ops=tuple(ops))
+
+
+def diff_profile(name: str, role_name: str, profile: Mapping[str, Any] | None, *, adopt: bool) -> Diff:
+    resource = f"instance-profile {name}"
+    if profile is None:
+        return Diff(
+            change=Change(resource=resource, action=Action.CREATE, detail=f"holding role {role_name}"),
+            ops=(Op("create_instance_profile", (name,)), Op("add_role_to_instance_profile", (name, role_name))),
+        )
+    if not aws.is_managed(profile) and not adopt:
+        raise _refuse_unmanaged("instance profile", name)
+    roles = [r["RoleName"] for r in profile.get("Roles", [])]
+    if roles == [role_name]:
+        return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail=f"holds role {role_name}"))
+    if roles:
+        raise UsageError(
+            f"instance profile {name} holds role {roles[0]}, not {role_name}",
+            "an instance profile holds one role and roleops will not swap it",
+            f"remove {roles[0]} from the profile, or choose another --instance-role",
+        )
+    return Diff(
+        change=Change(resource=resource, action=Action.UPDATE, detail=f"add role {role_name}"),
+        ops=(Op("add_role_to_instance_profile", (name, role_name)),),
+    )
+
+
+def diff_inline_policy(role: str, current: Mapping[str, Any] | None, target_arns: Sequence[str]) -> Diff:
+    resource = f"inline-policy {role}/{INLINE_POLICY_NAME}"
+    wanted = policies.assume_permission_policy(target_arns)
+    arns = ", ".join(sorted(set(target_arns)))
+    if current is None:
+        return Diff(
+            change=Change(resource=resource, action=Action.CREATE, detail=f"sts:AssumeRole on {arns}"),
+            ops=(Op("put_role_policy", (role, INLINE_POLICY_NAME, wanted)),),
+        )
+    if policies.documents_equal(current, wanted):
+        return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail=f"sts:AssumeRole on {arns}"))
+    return Diff(
+        change=Change(resource=resource, action=Action.UPDATE, detail=f"set to sts:AssumeRole on exactly {arns}"),
+        ops=(Op("put_role_policy", (role, INLINE_POLICY_NAME, wanted)),),
+    )
+
+
+def diff_association(
+    instance_id: str,
+    instance: Mapping[str, Any] | None,
+    association: Mapping[str, Any] | None,
+    profile: str,
+    *,
+    wait: bool,
+    region: str = "",
+) -> Diff:
+    resource = f"association {instance_id}"
+    if instance is None:
+        where = f" in {region}" if region else ""
+        raise UsageError(
+            f"instance {instance_id} not found{where}", "no such instance", "check --instance-id and --region"
+        )
+    state = instance.get("State", {}).get("Name", "")
+    if state in ("terminated", "shutting-down"):
+        raise UsageError(f"instance {instance_id} is {state}", "it cannot take a profile", "pick a live instance")
+    waits = (Op("wait_associated", (instance_id, profile)),) if wait else ()
+    if association is None:
+        return Diff(
+            change=Change(resource=resource, action=Action.CREATE, detail=f"associate profile {profile}"),
+            ops=(Op("associate", (instance_id, profile)), *waits),
+        )
+    current = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
+    if current == profile:
+        detail = f"profile {profile} is {association.get('State', 'associated')}"
+        return Diff(
+            change=Change(resource=resource, action=Action.UNCHANGED, detail=detail),
+            ops=waits if association.get("State") != "associated" else (),
+        )
+    if state == "running":
+        ops: tuple[Op, ...] = (Op("replace", (association["AssociationId"], profile)),)
+    else:
+        # EC2 only replaces on a running instance (AWS-FACTS.md): disassociate, then associate.
+        ops = (Op("disassociate", (association["AssociationId"],)), Op("associate", (instance_id, profile)))
+    return Diff(
+        change=Change(resource=resource, action=Action.REPLACE, detail=f"{current} -> {profile}"), ops=ops + waits
+    )
+
+
+def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) -> Diff:
+    resource = f"metadata-options {instance_id}"
+    tokens = (instance or {}).get("MetadataOptions", {}).get("HttpTokens", "optional")
+    if tokens == "required":
+        return Diff(
+            change=Change(resource=resource, action=Action.UNCHANGED, detail="HttpTokens=required (IMDSv2 only)")
+        )
+    return Diff(
+        change=Change(resource=resource, action=Action.UPDATE, detail=f"HttpTokens {tokens} -> required"),
+        ops=(Op("require_imdsv2", (instance_id,)),),
+    )
+
+
+def _describe_statement(stmt: Mapping[str, Any]) -> str:
+    principal = stmt.get("Principal", {})
+    if isinstance(principal, Mapping):
+        who = ", ".join(f"{k}={v}" for k, v in principal.items())
+    else:
+        who = str(principal)
+    return f"Allow {who} sts:AssumeRole"
+
+
+# --- setup -----------------------------------------------------------------------------------------
+
+
+def _account_and_partition(ctx: Context, known_arn: str | None) -> tuple[str, str]:
+    if known_arn:
+        parts = known_arn.split(":")
+        return parts[4], parts[1]
+    ident = aws.caller_identity(ctx.clients.sts())
+    return ident["Account"], ident["Arn"].split(":")[1]
+
+
+def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
+    """Read everything, then diff; no mutating call happens here."""
+    iam = ctx.clients.iam()
+    instance_role = aws.get_role(iam, req.instance_role)
+    profile = aws.get_instance_profile(iam, req.profile)
+    targets = {name: aws.get_role(iam, name) for name in req.assumable_roles}
+    account, partition = _account_and_partition(
+        ctx, (instance_role or {}).get("Arn") or next((r["Arn"] for r in targets.values() if r), None)
+    )
+    instance_role_arn = (instance_role or {}).get("Arn") or f"arn:{partition}:iam::{account}:role/{req.instance_role}"
+    inline = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
+
+    diffs = [
+        diff_role(
+            req.instance_role, instance_role, policies.ec2_trust_statement(), adopt=req.adopt, purpose="instance role"
+        ),
+        diff_profile(req.profile, req.instance_role, profile, adopt=req.adopt),
+    ]
+    target_arns = []
+    for name, role in targets.items():
+        diffs.append(
+            diff_role(
+                name,
+                role,
+                policies.role_trust_statement(instance_role_arn),
+                adopt=req.adopt,
+                max_session_duration=req.max_session_duration,
+                purpose="assumable role",
+            )
+        )
+        target_arns.append((role or {}).get("Arn") or f"arn:{partition}:iam::{account}:role/{name}")
+    diffs.append(diff_inline_policy(req.instance_role, inline, target_arns))
+
+    if req.instance_id:
+        ec2 = ctx.clients.ec2()
+        instance = aws.describe_instance(ec2, req.instance_id)
+        association = aws.get_association(ec2, req.instance_id) if instance else None
+        diffs.append(
+            diff_association(
+                req.instance_id, instance, association, req.profile, wait=req.wait, region=ctx.clients.region
+            )
+        )
+        if req.require_imdsv2:
+            diffs.append(diff_metadata_options(req.instance_id, instance))
+    return diffs
+
+
+def run_setup(ctx: Context, req: SetupRequest, *, dry_run: bool = False) -> PlanReport:
+    ctx.propagation_timeout = req.propagation_timeout
+    return apply(ctx, plan_setup(ctx, req), dry_run=dry_run)
+
+
+# --- associate ---------------------------------------------------------------------------------------
+
+
+def run_associate(
+    ctx: Context, *, instance_id: str, profile: str, wait: bool = False, dry_run: bool = False
+) -> PlanReport:
+    validate_instance_id(instance_id)
+    validate_profile_name(profile, "--instance-profile")
+    ec2 = ctx.clients.ec2()
+    instance = aws.describe_instance(ec2, instance_id)
+    association = aws.get_association(ec2, instance_id) if instance else None
+    diff = diff_association(instance_id, instance, association, profile, wait=wait, region=ctx.clients.region)
+    if diff.ops and aws.get_instance_profile(ctx.clients.iam(), profile) is None:
+        raise UsageError(
+            f"instance profile {profile} not found",
+            "there is nothing to associate",
+            f"create it with `roleops setup --instance-role {profile} --assumable-role NAME`",
+        )
+    return apply(ctx, [diff], dry_run=dry_run)
+
+
+# --- teardown ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeardownRequest:
+    instance_role: str
+    assumable_roles: tuple[str, ...]
+    instance_id: str | None = None
+
+
+def teardown_request(
+    *, instance_role: str, assumable_roles: Sequence[str], instance_id: str | None = None
+) -> TeardownRequest:
+    validate_role_name(instance_role, "--instance-role")
+    roles = unique([validate_role_name(r, "--assumable-role") for r in assumable_roles], "--assumable-role")
+    if instance_id is not None:
+        validate_instance_id(instance_id)
+    return TeardownRequest(instance_role=instance_role, assumable_roles=roles, instance_id=instance_id)
+
+
+def _extra_policies(name: str, inline: Sequence[str], attached: Sequence[str], ours: Sequence[str] = ()) -> list[str]:
+    return [f"inline {p}" for p in inline if p not in ours] + [f"managed {p}" for p in attached]
+
+
+def diff_delete_role(
+    name: str,
+    role: Mapping[str, Any] | None,
+    inline: Sequence[str],
+    attached: Sequence[str],
+    *,
+    ours: Sequence[str] = (),
+) -> Diff:
+    resource = f"role {name}"
+    if role is None:
+        return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="absent"))
+    if not aws.is_managed(role):
+        return Diff(
+            change=Change(
+                resource=resource,
+                action=Action.UNCHANGED,
+                detail="not made by roleops (no roleops:managed tag); left alone",
+            )
+        )
+    extra = _extra_policies(name, inline, attached, ours)
+    if extra:
+        raise UsageError(
+            f"role {name} has policies roleops did not add ({', '.join(extra)})",
+            "deleting it would lose them",
+            "detach them first, then re-run teardown",
+        )
+    ops = [Op("delete_role_policy", (name, p)) for p in inline if p in ours]
+    ops.append(Op("delete_role", (name,)))
+    return Diff(change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"), ops=tuple(ops))
+
+
+def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
+    iam = ctx.clients.iam()
+    diffs: list[Diff] = []
+    profile = aws.get_instance_profile(iam, req.instance_role)
+    profile_managed = profile is not None and aws.is_managed(profile)
+
+    if req.instance_id:
+        ec2 = ctx.clients.ec2()
+        association = aws.get_association(ec2, req.instance_id)
+        resource = f"association {req.instance_id}"
+        if association is None:
+            diffs.append(Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="no association")))
+        elif aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"]) != req.instance_role:
+            held = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
+            diffs.append(
+                Diff(
+                    change=Change(
+                        resource=resource, action=Action.UNCHANGED, detail=f"holds another profile ({held}); left alone"
+                    )
+                )
+            )
+        elif not profile_managed:
+            diffs.append(
+                Diff(
+                    change=Change(
+                        resource=resource, action=Action.UNCHANGED, detail="profile not made by roleops; left alone"
+                    )
+                )
+            )
+        else:
+            diffs.append(
+                Diff(
+                    change=Change(resource=resource, action=Action.DELETE, detail=f"disassociate {req.instance_role}"),
+                    ops=(Op("disassociate", (association["AssociationId"],)),),
+                )
+            )
+
+    resource = f"instance-profile {req.instance_role}"
+    if profile is None:
+        diffs.append(Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="absent")))
+    elif not profile_managed:
+        diffs.append(
+            Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="not made by roleops; left alone"))
+        )
+    else:
+        others = [
+            a["InstanceId"]
+            for a in aws.associations_of_profile(ctx.clients.ec2(), profile["Arn"])
+            if a["InstanceId"] != req.instance_id
+        ]
+        if others:
+            raise UsageError(
+                f"instance profile {req.instance_role} is still associated with {', '.join(others)}",
+                "deleting it would take the role away from running code",
+                f"re-run with --instance-id {others[0]} to disassociate it first",
+            )
+        ops = [
+            Op("remove_role_from_instance_profile", (req.instance_role, r["RoleName"]))
+            for r in profile.get("Roles", [])
+        ]
+        ops.append(Op("delete_instance_profile", (req.instance_role,)))
+        diffs.append(
+            Diff(
+                change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"), ops=tuple(ops)
+            )
+        )
+
+    role = aws.get_role(iam, req.instance_role)
+    inline = aws.list_role_policies(iam, req.instance_role) if role else []
+    attached = aws.list_attached_role_policies(iam, req.instance_role) if role else []
+    diffs.append(diff_delete_role(req.instance_role, role, inline, attached, ours=(INLINE_POLICY_NAME,)))
+    for name in req.assumable_roles:
+        target = aws.get_role(iam, name)
+        diffs.append(
+            diff_delete_role(
+                name,
+                target,
+                aws.list_role_policies(iam, name) if target else [],
+                aws.list_attached_role_policies(iam, name) if target else [],
+            )
+        )
+    return diffs
+
+
+def run_teardown(ctx: Context, req: TeardownRequest, *, dry_run: bool = False) -> PlanReport:
+    return apply(ctx, plan_teardown(ctx, req), dry_run=dry_run)

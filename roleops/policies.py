@@ -1,0 +1,173 @@
+"""Policy documents (pure layer): build the walkthrough's documents and compare them structurally.
+
+Nothing here calls AWS. "Is this statement already there?" is decided on normalised statements, so it never
+depends on JSON formatting, key order, list order or the string-or-list forms IAM accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+VERSION = "2012-10-17"
+EC2_SERVICE = "ec2.amazonaws.com"
+ASSUME_ACTION = "sts:AssumeRole"
+ASSUME_SID = "RoleopsAssumeRoles"
+
+Statement = dict[str, Any]
+Document = dict[str, Any]
+
+
+def ec2_trust_statement() -> Statement:
+    """The walkthrough's trust: EC2 may assume the instance role."""
+    return {"Effect": "Allow", "Principal": {"Service": EC2_SERVICE}, "Action": ASSUME_ACTION}
+
+
+def role_trust_statement(role_arn: str) -> Statement:
+    """The walkthrough's secondary-role trust: the instance role may assume this role."""
+    return {"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": ASSUME_ACTION}
+
+
+def trust_policy(*statements: Statement) -> Document:
+    return {"Version": VERSION, "Statement": [copy.deepcopy(s) for s in statements]}
+
+
+def assume_permission_policy(role_arns: Iterable[str]) -> Document:
+    """The walkthrough's permission: sts:AssumeRole on exactly these role ARNs, nothing wider."""
+    arns = sorted(set(role_arns))
+    if not arns:
+        raise ValueError("at least one role ARN is needed")
+    return {
+        "Version": VERSION,
+        "Statement": [{"Sid": ASSUME_SID, "Effect": "Allow", "Action": [ASSUME_ACTION], "Resource": arns}],
+    }
+
+
+def parse_document(doc: str | Mapping[str, Any] | None) -> Document | None:
+    """IAM hands policies back as dicts (boto3) or URL-decoded JSON strings; accept both."""
+    if doc is None:
+        return None
+    if isinstance(doc, str):
+        from urllib.parse import unquote
+
+        text = doc if doc.lstrip().startswith("{") else unquote(doc)
+        return json.loads(text)
+    return copy.deepcopy(dict(doc))
+
+
+def statements(doc: Mapping[str, Any] | None) -> list[Statement]:
+    """The Statement element as a list (IAM accepts a single object too)."""
+    if not doc:
+        return []
+    stmt = doc.get("Statement", [])
+    if isinstance(stmt, Mapping):
+        return [dict(stmt)]
+    return [dict(s) for s in stmt]
+
+
+def _as_set(value: Any, *, fold_case: bool = False) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    items = [value] if isinstance(value, str) else list(value)
+    return frozenset(i.lower() if fold_case else i for i in items)
+
+
+def normalise_statement(stmt: Mapping[str, Any]) -> dict[str, Any]:
+    """A comparable form of a statement. Sid is a label, not semantics, so it is left out.
+
+    Actions compare case-insensitively (IAM does); resources and principals exactly.
+    """
+    out: dict[str, Any] = {"Effect": stmt.get("Effect")}
+    for key in ("Action", "NotAction"):
+        if key in stmt:
+            out[key] = _as_set(stmt[key], fold_case=True)
+    for key in ("Resource", "NotResource"):
+        if key in stmt:
+            out[key] = _as_set(stmt[key])
+    for key in ("Principal", "NotPrincipal"):
+        if key in stmt:
+            value = stmt[key]
+            if isinstance(value, str):  # "Principal": "*"
+                out[key] = value
+            else:
+                out[key] = {k: _as_set(v) for k, v in value.items()}
+    if stmt.get("Condition"):
+        out["Condition"] = json.dumps(stmt["Condition"], sort_keys=True)
+    return out
+
+
+def statements_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return normalise_statement(a) == normalise_statement(b)
+
+
+def documents_equal(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Same statements (in any order, any form), ignoring Sids and formatting."""
+    na = sorted(repr(sorted(normalise_statement(s).items())) for s in statements(a))
+    nb = sorted(repr(sorted(normalise_statement(s).items())) for s in statements(b))
+    return na == nb
+
+
+def statement_covers(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Does `existing` grant at least what `wanted` grants, with no extra condition?
+
+    Used for trust statements: a statement listing several principals or actions still counts as holding
+    ours. A conditional statement never counts (the condition could exclude us).
+    """
+    e, w = normalise_statement(existing), normalise_statement(wanted)
+    if e.get("Effect") != w.get("Effect") or "Condition" in e and e.get("Condition") != w.get("Condition"):
+        return False
+    if any(k in e for k in ("NotAction", "NotResource", "NotPrincipal")):
+        return False
+    if not w.get("Action", frozenset()) <= e.get("Action", frozenset()) and "*" not in e.get("Action", ()):
+        return False
+    if "Resource" in w and not (w["Resource"] <= e.get("Resource", frozenset())):
+        return False
+    wp, ep = w.get("Principal"), e.get("Principal")
+    if wp is None:
+        return ep is None
+    if isinstance(wp, str) or isinstance(ep, str):
+        return wp == ep
+    return all(values <= ep.get(kind, frozenset()) for kind, values in wp.items())
+
+
+def has_statement(doc: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
+    return any(statement_covers(s, wanted) for s in statements(doc))
+
+
+def merge_statement(doc: Mapping[str, Any] | None, wanted: Statement) -> Document:
+    """Add `wanted` unless already covered. Never removes or edits another statement; Version is kept."""
+    base: Document = copy.deepcopy(dict(doc)) if doc else {"Version": VERSION, "Statement": []}
+    if has_statement(base, wanted):
+        return base
+    base.setdefault("Version", VERSION)
+    base["Statement"] = statements(base) + [copy.deepcopy(wanted)]
+    return base
+
+
+def remove_statement(doc: Mapping[str, Any], unwanted: Statement) -> Document:
+    """Drop statements structurally equal to `unwanted` (only ever one roleops added itself)."""
+    base = copy.deepcopy(dict(doc))
+    base["Statement"] = [s for s in statements(base) if not statements_equal(s, unwanted)]
+    return base
+
+
+def principals(doc: Mapping[str, Any] | None, kind: str = "AWS") -> list[str]:
+    """Every principal of one kind (AWS, Service, Federated) named by Allow statements."""
+    found: list[str] = []
+    for s in statements(doc):
+        p = s.get("Principal")
+        if s.get("Effect") != "Allow" or p is None:
+            continue
+        if isinstance(p, str):
+            found.append(p)
+            continue
+        value = p.get(kind)
+        if value is not None:
+            found.extend([value] if isinstance(value, str) else value)
+    return found
+
+
+def to_json(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False)

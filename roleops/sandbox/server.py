@@ -1,0 +1,411 @@
+"""Sandbox (product, offline): one 127.0.0.1 port serving moto, per-instance IMDS, STS decisions and faults."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.test import run_wsgi_app
+
+from .faults import Faults
+from .imds import Imds
+from .state import ADMIN_POLICY, ADMIN_USER, INSTANCE_TYPE, World, iso_z, now_utc
+from .sts import decide_assume_role
+from .wire import (
+    IAM_XMLNS,
+    STS_XMLNS,
+    ApiRequest,
+    Response,
+    ec2_error,
+    json_response,
+    query_error,
+    read_api_request,
+    read_json_body,
+)
+
+HOST = "127.0.0.1"  # never anything else: the sandbox hands out admin keys to whoever can reach it
+MAX_INSTANCES = 64
+THROTTLED_SERVICES = ("iam", "ec2", "sts")
+_IMDS_PATH_RE = re.compile(r"^/imds/(?P<instance>[^/]+)(?P<rest>/.*)?$")
+_PROFILE_ACTIONS = ("AssociateIamInstanceProfile", "ReplaceIamInstanceProfileAssociation", "RunInstances")
+_METADATA_OPTION_PARAMS = {
+    "HttpTokens": "http_tokens",
+    "HttpPutResponseHopLimit": "http_put_response_hop_limit",
+    "HttpEndpoint": "http_endpoint",
+    "HttpProtocolIpv6": "http_protocol_ipv6",
+    "InstanceMetadataTags": "instance_metadata_tags",
+}
+
+_active_lock = threading.Lock()
+_active: Sandbox | None = None
+
+
+@dataclass(frozen=True)
+class SandboxInstance:
+    instance_id: str
+    metadata_endpoint: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"instance_id": self.instance_id, "metadata_endpoint": self.metadata_endpoint}
+
+
+def _quiet_handler() -> type:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class QuietHandler(MotoRequestHandler):
+        # Own class attribute, so werkzeug's HTTP/1.1 switch does not touch moto's handler class.
+        protocol_version = "HTTP/1.1"
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass  # request lines would carry access key ids; the sandbox logs nothing per request
+
+    return QuietHandler
+
+
+class Sandbox:
+    """A local AWS for roleops: moto plus what moto lacks (see the package docstring)."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        instances: int = 1,
+        region: str = "us-east-1",
+        faults: Faults | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0-65535, not {port!r}")
+        if not isinstance(instances, int) or not 0 <= instances <= MAX_INSTANCES:
+            raise ValueError(f"instances must be 0-{MAX_INSTANCES}, not {instances!r}")
+        self.port = port
+        self.region = region
+        self.seed = seed
+        self._initial_instances = instances
+        self.world = World(region=region, faults=faults or Faults())
+        self.imds = Imds(self.world, seed=seed + 1)
+        self._throttle_rng = random.Random(seed)
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._moto_app: Any = None
+        self.instances: list[SandboxInstance] = []
+        self.endpoint_url = ""
+        self.access_key_id = ""
+        self.secret_access_key = ""
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def account_id(self) -> str:
+        return self.world.account_id
+
+    def start(self) -> Sandbox:
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise RuntimeError(
+                    "a roleops sandbox is already running in this process (moto's state is process-global); "
+                    "stop it first or run another sandbox in a separate process"
+                )
+            _active = self
+        try:
+            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+            self._moto_app = DomainDispatcherApplication(create_backend_app)
+            with self.world.lock:
+                self._fresh_account(keep_admin_keys=False)
+            self._server = make_server(HOST, self.port, self, threaded=True, request_handler=_quiet_handler())
+            self.port = self._server.server_port
+            self.endpoint_url = f"http://{HOST}:{self.port}"
+            self.instances = [self._launch_instance() for _ in range(self._initial_instances)]
+            self._thread = threading.Thread(target=self._server.serve_forever, name="roleops-sandbox", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+        self._release()
+
+    def _release(self) -> None:
+        global _active
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- public API ---------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "account_id": self.account_id,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "instances": [i.to_json() for i in self.instances],
+        }
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+    def add_instance(self) -> SandboxInstance:
+        if len(self.instances) >= MAX_INSTANCES:
+            raise RuntimeError(f"the sandbox runs at most {MAX_INSTANCES} instances")
+        instance = self._launch_instance()
+        self.instances.append(instance)
+        return instance
+
+    def issued_secrets(self) -> set[str]:
+        with self.world.lock:
+            self.world.harvest_secrets()
+            return set(self.world.issued)
+
+    @property
+    def faults(self) -> Faults:
+        return self.world.faults
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change fault settings live (unknown names or bad values raise ValueError, nothing changes)."""
+        with self.world.lock:
+            self.world.faults = self.world.faults.replace(**changes)
+            return self.world.faults
+
+    def reset(self) -> None:
+        """A fresh account: moto reset, the same admin keys, and as many fresh instances as at start.
+        Fault settings are sandbox settings, not account state: they stay."""
+        with self.world.lock:
+            self.world.harvest_secrets()
+            self._fresh_account(keep_admin_keys=True)
+            self.instances = [self._launch_instance() for _ in range(self._initial_instances)]
+
+    # --- account set-up (in process, through moto's backends) ---------------------------------------
+
+    def _fresh_account(self, *, keep_admin_keys: bool) -> None:
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
+        self.world.clear_tracking()
+        self._throttle_rng = random.Random(self.seed)
+        self.imds.reset()
+        iam = self.world.iam()
+        iam.create_user(self.region, ADMIN_USER)
+        iam.put_user_policy(ADMIN_USER, "sandbox-admin-all", json.dumps(ADMIN_POLICY))
+        key = iam.create_access_key(ADMIN_USER)
+        if keep_admin_keys and self.access_key_id:
+            # The keys the user already exported keep working across a reset.
+            key.access_key_id, key.secret_access_key = self.access_key_id, self.secret_access_key
+        self.access_key_id, self.secret_access_key = key.access_key_id, key.secret_access_key
+        self.world.issued.add(self.secret_access_key)
+
+    def _launch_instance(self) -> SandboxInstance:
+        with self.world.lock:
+            ec2 = self.world.ec2()
+            subnets = sorted(
+                ec2.describe_subnets(filters={"default-for-az": "true"}), key=lambda s: s.availability_zone
+            )
+            number = sum(len(r.instances) for r in ec2.reservations.values()) + 1
+            reservation = ec2.run_instances(
+                _default_image_id(ec2),
+                1,
+                None,
+                [],
+                instance_type=INSTANCE_TYPE,
+                is_instance_type_default=False,
+                region_name=self.region,
+                subnet_id=subnets[0].id if subnets else None,
+                tags={"instance": {"Name": f"roleops-sandbox-{number}"}},
+            )
+            instance_id = reservation.instances[0].id
+        return SandboxInstance(instance_id, f"{self.endpoint_url}/imds/{instance_id}/")
+
+    # --- WSGI -----------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "") or "/"
+        try:
+            if m := _IMDS_PATH_RE.match(path):
+                response = self.imds(environ, m["instance"], m["rest"] or "/")
+            elif path == "/_roleops" or path.startswith("/_roleops/"):
+                response = self._control(environ, path)
+            else:
+                response = self._api(environ)
+        except Exception as exc:  # a sandbox bug must answer, not drop the connection
+            response = json_response(500, {"error": f"sandbox error: {type(exc).__name__}: {exc}"})
+        return response(environ, start_response)
+
+    def _forward(self, request: ApiRequest) -> Response:
+        app_iter, status, headers = run_wsgi_app(self._moto_app, request.environ, buffered=True)
+        try:
+            body = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        return Response(int(status.split()[0]), body, tuple(headers.to_wsgi_list()))
+
+    def _throttled(self, request: ApiRequest) -> Response | None:
+        fraction = self.world.faults.throttle_fraction
+        if fraction <= 0 or request.service not in THROTTLED_SERVICES:
+            return None
+        with self.world.lock:  # one seeded stream, drawn in arrival order
+            if self._throttle_rng.random() >= fraction:
+                return None
+        if request.service == "ec2":
+            return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.")
+        xmlns = STS_XMLNS if request.service == "sts" else IAM_XMLNS
+        return query_error(400, "Throttling", "Rate exceeded", xmlns=xmlns)
+
+    def _api(self, environ: dict) -> Response:
+        request = read_api_request(environ)
+        if (throttled := self._throttled(request)) is not None:
+            return throttled
+        service, action = request.service, request.action
+        world = self.world
+        with world.lock:
+            if service == "sts" and action == "AssumeRole":
+                refusal = decide_assume_role(world, request)
+                if refusal is not None:
+                    return refusal
+                response = self._forward(request)
+                world.harvest_secrets()
+                return response
+            if service == "ec2" and action in _PROFILE_ACTIONS:
+                return self._associate(request)
+            if service == "ec2" and action == "ModifyInstanceMetadataOptions":
+                self._complete_metadata_options(request)
+                return self._forward(request)
+            response = self._forward(request)
+            if response.status == 200 and service == "iam":
+                self._after_iam(request)
+            return response
+
+    def _after_iam(self, request: ApiRequest) -> None:
+        world, params = self.world, request.params
+        if request.action in ("CreateRole", "UpdateAssumeRolePolicy"):
+            role = world.role_by_name(params.get("RoleName", ""))
+            if role is not None:
+                world.record_trust(role)
+        elif request.action == "CreateInstanceProfile":
+            world.profile_created[params.get("InstanceProfileName", "").lower()] = time.monotonic()
+        elif request.action == "CreateAccessKey":
+            world.harvest_secrets()
+
+    def _associate(self, request: ApiRequest) -> Response:
+        """EC2 calls that name an instance profile: IAM's propagation delay, then moto."""
+        world, params = self.world, request.params
+        name, by_arn = params.get("IamInstanceProfile.Name"), False
+        if not name and params.get("IamInstanceProfile.Arn"):
+            name, by_arn = params["IamInstanceProfile.Arn"].rsplit("/", 1)[-1], True
+        created = world.profile_created.get((name or "").lower())
+        if created is not None and time.monotonic() - created < world.faults.profile_propagation_delay:
+            value = params["IamInstanceProfile.Arn"] if by_arn else name
+            field, what = ("arn", "ARN") if by_arn else ("name", "name")
+            return ec2_error(
+                400,
+                "InvalidParameterValue",
+                f"Value ({value}) for parameter iamInstanceProfile.{field} is invalid. Invalid IAM Instance Profile {what}",
+            )
+        instance_id = params.get("InstanceId")
+        if request.action == "ReplaceIamInstanceProfileAssociation":
+            for association in world.ec2().iam_instance_profile_associations.values():
+                if association.association_id == params.get("AssociationId"):
+                    instance_id = association.instance_id
+        response = self._forward(request)
+        if response.status == 200 and instance_id and request.action != "RunInstances":
+            world.associated_at[instance_id] = time.monotonic()
+            world.associated_wall[instance_id] = now_utc()
+        return response
+
+    def _complete_metadata_options(self, request: ApiRequest) -> None:
+        # moto replaces ALL metadata options with what the call names (the rest become None);
+        # EC2 changes only the named ones. Filling in the current values gives EC2's behaviour.
+        if not request.form:
+            return
+        try:
+            instance = self.world.ec2().get_instance(request.params.get("InstanceId", ""))
+        except Exception:
+            return  # moto answers the unknown instance itself
+        params = dict(request.params)
+        current = instance.metadata_options
+        for param, attribute in _METADATA_OPTION_PARAMS.items():
+            if param not in params and getattr(current, attribute, None) is not None:
+                params[param] = str(getattr(current, attribute))
+        request.replace_params(params)
+
+    # --- control endpoints ------------------------------------------------------------------------
+
+    def _control(self, environ: dict, path: str) -> Response:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        route = path[len("/_roleops") :].rstrip("/") or "/"
+        allowed = {
+            "/info": ("GET",),
+            "/instances": ("POST", "GET"),
+            "/faults": ("GET", "POST"),
+            "/secrets": ("GET",),
+            "/reset": ("POST",),
+        }
+        if route not in allowed:
+            return json_response(404, {"error": f"no such control endpoint: {path}", "endpoints": sorted(allowed)})
+        if method not in allowed[route]:
+            return json_response(405, {"error": f"{method} not allowed on {path}; use {' or '.join(allowed[route])}"})
+        if route == "/info":
+            return json_response(200, self.info())
+        if route == "/instances":
+            if method == "GET":
+                return json_response(200, {"instances": [i.to_json() for i in self.instances]})
+            try:
+                return json_response(200, self.add_instance().to_json())
+            except RuntimeError as exc:
+                return json_response(400, {"error": str(exc)})
+        if route == "/faults":
+            if method == "POST":
+                try:
+                    changes = read_json_body(environ)
+                    if not isinstance(changes, dict):
+                        raise ValueError("the body must be a JSON object of fault settings")
+                    self.set_faults(**changes)
+                except ValueError as exc:
+                    return json_response(400, {"error": str(exc)})
+            return json_response(200, self.faults.to_json())
+        if route == "/secrets":
+            return json_response(200, {"secrets": sorted(self.issued_secrets())})
+        self.reset()
+        return json_response(200, self.info())
+
+
+def _default_image_id(ec2: Any) -> str:
+    """An Amazon Linux x86_64 AMI from moto's built-in catalogue (which varies between moto releases)."""
+    for pattern in ("al2023-ami-2*x86_64", "amzn2-ami-hvm-*x86_64-gp2", "*"):
+        images = sorted(ec2.describe_images(filters={"name": pattern}), key=lambda i: i.name or "")
+        if pattern == "*":
+            images = sorted(ec2.describe_images(), key=lambda i: i.id)
+        if images:
+            return images[-1].id if pattern != "*" else images[0].id
+    return "ami-12c6146b"  # moto accepts any id unless AMI validation is switched on
+
+
+__all__ = ["Sandbox", "SandboxInstance", "iso_z"]

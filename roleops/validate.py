@@ -1,0 +1,115 @@
+"""Input validation (pure layer): every name, ARN and number is checked before any AWS call."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from roleops.errors import ValidationError
+
+_IAM_NAME = re.compile(r"[\w+=,.@-]+", re.ASCII)
+_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+_ROLE_ARN = re.compile(
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::(?P<account>\d{12}):role(?P<path>/(?:[\x21-\x7e]+/)?)"
+    r"(?P<name>[\w+=,.@-]{1,64})"
+)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+MIN_SESSION_DURATION = 3600  # IAM MaxSessionDuration bounds
+MAX_SESSION_DURATION = 43200
+
+
+def validate_role_name(value: str, field: str = "role name") -> str:
+    if not isinstance(value, str) or not (1 <= len(value) <= 64) or not _IAM_NAME.fullmatch(value):
+        raise ValidationError(field, value, "a role name is 1-64 characters of letters, digits and +=,.@_-")
+    return value
+
+
+def validate_profile_name(value: str, field: str = "instance profile name") -> str:
+    if not isinstance(value, str) or not (1 <= len(value) <= 128) or not _IAM_NAME.fullmatch(value):
+        raise ValidationError(
+            field, value, "an instance profile name is 1-128 characters of letters, digits and +=,.@_-"
+        )
+    return value
+
+
+def validate_instance_id(value: str, field: str = "--instance-id") -> str:
+    if not isinstance(value, str) or not _INSTANCE_ID.fullmatch(value):
+        raise ValidationError(field, value, "an instance id is i- followed by 8 or 17 lowercase hex digits")
+    return value
+
+
+def validate_role_arn(value: str, field: str = "--assume") -> str:
+    if not isinstance(value, str) or not _ROLE_ARN.fullmatch(value):
+        raise ValidationError(
+            field,
+            value,
+            "a role ARN looks like arn:aws:iam::123456789012:role/NAME (partition aws, aws-cn or aws-us-gov)",
+        )
+    return value
+
+
+def role_arn_parts(arn: str) -> tuple[str, str, str, str]:
+    """(partition, account, path, name) of a validated role ARN."""
+    m = _ROLE_ARN.fullmatch(validate_role_arn(arn))
+    assert m is not None  # validate_role_arn raised otherwise
+    return m["partition"], m["account"], m["path"], m["name"]
+
+
+def validate_session_name(value: str, field: str = "--session-name") -> str:
+    if not isinstance(value, str) or not _SESSION_NAME.fullmatch(value):
+        raise ValidationError(field, value, "a role session name is 2-64 characters of letters, digits and +=,.@_-")
+    return value
+
+
+def validate_external_id(value: str, field: str = "--external-id") -> str:
+    if not isinstance(value, str) or not _EXTERNAL_ID.fullmatch(value):
+        raise ValidationError(field, value, "an external id is 2-1224 characters of letters, digits and +=,.@:/_-")
+    return value
+
+
+def validate_duration(value: int | str, field: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(field, value, f"a whole number of seconds from {low} to {high}") from None
+    if not (low <= number <= high):
+        raise ValidationError(field, value, f"a whole number of seconds from {low} to {high}")
+    return number
+
+
+def validate_max_session_duration(value: int | str, field: str = "--max-session-duration") -> int:
+    return validate_duration(value, field, MIN_SESSION_DURATION, MAX_SESSION_DURATION)
+
+
+def validate_region(value: str, field: str = "--region") -> str:
+    if not isinstance(value, str) or not _REGION.fullmatch(value):
+        raise ValidationError(field, value, "a region looks like us-east-1")
+    return value
+
+
+def validate_endpoint_url(value: str, field: str = "--endpoint-url") -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(field, value, "an endpoint is an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValidationError(field, value, "the port must be a number from 0 to 65535") from None
+    return value
+
+
+def unique(values: Iterable[str], field: str) -> tuple[str, ...]:
+    """Reject repeats (IAM names are unique case-insensitively, so compare that way)."""
+    seen: dict[str, str] = {}
+    for v in values:
+        key = v.lower()
+        if key in seen:
+            raise ValidationError(field, v, f"given twice (IAM names are case-insensitive; first as {seen[key]!r})")
+        seen[key] = v
+    return tuple(seen.values())
