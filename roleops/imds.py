@@ -130,9 +130,7 @@ class InstanceIdentity:
     def from_document(cls, doc: dict[str, Any]) -> InstanceIdentity:
         missing = [k for k in ("instanceId", "region", "accountId") if not doc.get(k)]
         if missing:
-            raise ImdsBadDocument(
-                "the instance identity document is incomplete", "it lacks " + ", ".join(missing)
-            )
+            raise ImdsBadDocument("the instance identity document is incomplete", "it lacks " + ", ".join(missing))
         return cls(
             instance_id=str(doc["instanceId"]),
             region=str(doc["region"]),
@@ -282,9 +280,7 @@ def resolve_settings(
             endpoint_mode = "ipv6"
     mode = (endpoint_mode or "ipv4").lower()
     if mode not in ("ipv4", "ipv6"):
-        raise UsageError(
-            f"invalid AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE {endpoint_mode!r}", "it is ipv4 or ipv6"
-        )
+        raise UsageError(f"invalid AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE {endpoint_mode!r}", "it is ipv4 or ipv6")
     if timeout is None:
         timeout = float(config("metadata_service_timeout", "AWS_METADATA_SERVICE_TIMEOUT"))
     if attempts is None:
@@ -378,7 +374,7 @@ class ImdsClient:
 
     @property
     def token_mode(self) -> str | None:
-        """"v2" (token), "v1" (no token) or None before the first request."""
+        """The protocol in use: "v2" (token), "v1" (no token), or None before the first request."""
         return self._mode
 
     # --- raw documents --------------------------------------------------------------------------
@@ -655,7 +651,9 @@ class ImdsClient:
                 else "it could not be decoded"
             )
             raise ImdsBadDocument(
-                f"{what} is not valid JSON", why, "retry; if it persists, check what answers at the endpoint",
+                f"{what} is not valid JSON",
+                why,
+                "retry; if it persists, check what answers at the endpoint",
                 path=path,
             ) from err
         if not isinstance(doc, dict):
