@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 INSTANCE_ROLE = "ExampleRole"
@@ -69,7 +69,10 @@ def _masked_document(doc: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def run_demo(*, output: str = "table", stdout: TextIO, stderr: TextIO) -> int:
+def run_demo(
+    *, output: str = "table", stdout: TextIO, stderr: TextIO, before_stop: Callable[[Any], None] | None = None
+) -> int:
+    """Run the story; `before_stop(sandbox)` lets a test read the private sandbox (e.g. the secrets it issued)."""
     import boto3
 
     from roleops.clients import Clients
@@ -171,6 +174,8 @@ def run_demo(*, output: str = "table", stdout: TextIO, stderr: TextIO) -> int:
         story[-1]["changes"] = [c.to_json() for c in td.changes]
         if not r.json_mode:
             r.plan(td, "roleops teardown")
+        if before_stop is not None:
+            before_stop(sb)
 
     ok = report.ok
     if r.json_mode:

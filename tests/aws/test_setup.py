@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import CallLog, example, launch
+from awshelpers import CallLog, example, launch
 
 from roleops import INLINE_POLICY_NAME, MANAGED_TAG_KEY
 from roleops.cli import main
@@ -85,8 +85,10 @@ def test_require_imdsv2_sets_http_tokens_required(ctx: Context, ec2: Any) -> Non
 
 
 def _untagged_role(iam: Any, name: str, principal: dict[str, Any]) -> None:
-    trust = {"Version": "2012-10-17",
-             "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+    }
     iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
 
 
@@ -115,8 +117,9 @@ def test_adopt_keeps_other_trust_principals(ctx: Context, iam: Any) -> None:
     assert other in aws_principals
     assert f"arn:aws:iam::{ACCOUNT}:role/ExampleRole" in aws_principals
     # adoption does not claim the role: teardown must still leave it alone
-    assert not any(t["Key"] == MANAGED_TAG_KEY for t in iam.get_role(RoleName="ExampleAssumedRole")["Role"].get(
-        "Tags", []))
+    assert not any(
+        t["Key"] == MANAGED_TAG_KEY for t in iam.get_role(RoleName="ExampleAssumedRole")["Role"].get("Tags", [])
+    )
     again = run_setup(ctx, req(adopt=True))
     assert actions(again)["role ExampleAssumedRole"] == "unchanged"
 
@@ -131,8 +134,11 @@ def test_instance_with_another_profile_gets_it_replaced(ctx: Context, iam: Any, 
     report = run_setup(ctx, req(instance_id=instance))
 
     assert actions(report)[f"association {instance}"] == "replace"
-    live = [a for a in ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
-            if a["State"] in ("associating", "associated")]
+    live = [
+        a
+        for a in ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
+        if a["State"] in ("associating", "associated")
+    ]
     assert [a["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1] for a in live] == ["ExampleRole"]
 
 
@@ -157,16 +163,20 @@ def test_teardown_removes_exactly_what_setup_made(ctx: Context, calls: CallLog, 
     _untagged_role(iam, "Bystander", {"Service": "ec2.amazonaws.com"})
     run_setup(ctx, req(instance_id=instance))
 
-    td = teardown_request(instance_role="ExampleRole", assumable_roles=["ExampleAssumedRole", "Bystander"],
-                          instance_id=instance)
+    td = teardown_request(
+        instance_role="ExampleRole", assumable_roles=["ExampleAssumedRole", "Bystander"], instance_id=instance
+    )
     report = run_teardown(ctx, td)
 
     assert actions(report)[f"association {instance}"] == "delete"
     assert actions(report)["role Bystander"] == "unchanged"
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["Bystander"]
     assert iam.list_instance_profiles()["InstanceProfiles"] == []
-    live = [a for a in ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
-            if a["State"] in ("associating", "associated")]
+    live = [
+        a
+        for a in ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
+        if a["State"] in ("associating", "associated")
+    ]
     assert live == []
 
     calls.clear()
@@ -178,8 +188,9 @@ def test_teardown_removes_exactly_what_setup_made(ctx: Context, calls: CallLog, 
 def test_teardown_dry_run_changes_nothing(ctx: Context, calls: CallLog, iam: Any) -> None:
     run_setup(ctx, req())
     calls.clear()
-    report = run_teardown(ctx, teardown_request(instance_role="ExampleRole", assumable_roles=["ExampleAssumedRole"]),
-                          dry_run=True)
+    report = run_teardown(
+        ctx, teardown_request(instance_role="ExampleRole", assumable_roles=["ExampleAssumedRole"]), dry_run=True
+    )
     assert actions(report)["role ExampleRole"] == "delete"
     assert calls.mutating == []
     assert len(iam.list_roles()["Roles"]) == 2
@@ -187,8 +198,13 @@ def test_teardown_dry_run_changes_nothing(ctx: Context, calls: CallLog, iam: Any
 
 def test_teardown_refuses_role_with_foreign_policy(ctx: Context, calls: CallLog, iam: Any) -> None:
     run_setup(ctx, req())
-    iam.put_role_policy(RoleName="ExampleAssumedRole", PolicyName="mine", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}))
+    iam.put_role_policy(
+        RoleName="ExampleAssumedRole",
+        PolicyName="mine",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
+        ),
+    )
     calls.clear()
     with pytest.raises(UsageError, match="did not add"):
         run_teardown(ctx, teardown_request(instance_role="ExampleRole", assumable_roles=["ExampleAssumedRole"]))
@@ -197,8 +213,17 @@ def test_teardown_refuses_role_with_foreign_policy(ctx: Context, calls: CallLog,
 
 def test_cli_setup_json_and_exit_codes(aws: None, ec2: Any, capsys: pytest.CaptureFixture[str]) -> None:
     instance = launch(ec2)
-    argv = ["setup", "--instance-role", "ExampleRole", "--assumable-role", "ExampleAssumedRole",
-            "--instance-id", instance, "--output", "json"]
+    argv = [
+        "setup",
+        "--instance-role",
+        "ExampleRole",
+        "--assumable-role",
+        "ExampleAssumedRole",
+        "--instance-id",
+        instance,
+        "--output",
+        "json",
+    ]
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is True
