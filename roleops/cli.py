@@ -55,9 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("setup", "converge the instance role, its profile, the assumable roles and the association")
-    p.add_argument("--instance-role", required=True, metavar="NAME")
-    p.add_argument("--assumable-role", action="append", required=True, metavar="NAME", dest="assumable_roles")
-    p.add_argument("--instance-id", metavar="ID")
+    p.add_argument("--instance-role", required=True, metavar="NAME", help="the role EC2 gives the instance")
+    p.add_argument(
+        "--assumable-role",
+        action="append",
+        required=True,
+        metavar="NAME",
+        dest="assumable_roles",
+        help="a secondary role the instance role may assume (repeatable; give all of them)",
+    )
+    p.add_argument("--instance-id", metavar="ID", help="associate the profile with this instance")
     p.add_argument("--require-imdsv2", action="store_true", help="set HttpTokens=required on the instance")
     p.add_argument("--max-session-duration", metavar="SECONDS", help="MaxSessionDuration of the assumable roles")
     p.add_argument("--adopt", action="store_true", help="add statements to existing roles roleops did not make")
@@ -75,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("associate", "associate an instance profile with an instance (replacing another)")
     p.add_argument("--instance-id", required=True, metavar="ID")
     p.add_argument("--instance-profile", required=True, metavar="NAME")
-    p.add_argument("--wait", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--wait", action="store_true", help="return once the association is associated")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; call no mutating API")
     p.add_argument("--propagation-timeout", type=float, default=60.0, metavar="SECONDS")
     p.set_defaults(func=cmd_associate)
 
@@ -88,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_teardown)
 
     def on_instance_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--assume", action="append", default=[], metavar="ROLE_ARN")
-        p.add_argument("--session-name", default="roleops-verify", metavar="NAME")
-        p.add_argument("--external-id", metavar="ID")
+        p.add_argument("--assume", action="append", default=[], metavar="ROLE_ARN", help="role to assume (repeatable)")
+        p.add_argument("--session-name", default="roleops-verify", metavar="NAME", help="RoleSessionName")
+        p.add_argument("--external-id", metavar="ID", help="sts:ExternalId to pass to AssumeRole")
         p.add_argument("--duration", metavar="SECONDS", help="AssumeRole DurationSeconds (900-43200)")
         p.add_argument("--imds-endpoint", metavar="URL", help="default: AWS_EC2_METADATA_SERVICE_ENDPOINT or EC2's")
         p.add_argument("--no-imdsv1", action="store_true", help="never fall back to IMDSv1")
