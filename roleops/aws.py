@@ -232,7 +232,9 @@ def describe_instance(ec2: Any, instance_id: str) -> dict[str, Any] | None:
     for reservation in resp.get("Reservations", []):
         for instance in reservation.get("Instances", []):
             if instance.get("InstanceId") == instance_id:
-                return instance
+                # The owning account rides on the reservation; keep it with the instance (setup uses it as the
+                # account id, which saves an STS client and call).
+                return {"OwnerId": reservation.get("OwnerId"), **instance}
     return None
 
 

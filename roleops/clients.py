@@ -55,6 +55,13 @@ class Clients:
             self._cache[key] = client
         return self._cache[key]
 
+    def partition(self) -> str:
+        """aws, aws-cn or aws-us-gov, from botocore's own endpoint data (no call)."""
+        try:
+            return self.session.get_partition_for_region(self.region) or "aws"
+        except Exception:  # noqa: BLE001 - an unknown region: the commercial partition is the sane default
+            return "aws"
+
     def iam(self) -> Any:
         return self.client("iam")
 

@@ -377,7 +377,10 @@ def diff_association(
     *,
     wait: bool,
     region: str = "",
+    profile_id: str | None = None,
 ) -> Diff:
+    """`profile_id`: the live profile's id, when it exists; an association holding another id points at a
+    deleted (or deleted and re-created) profile of the same name, and IMDS then serves no role."""
     resource = f"association {instance_id}"
     if instance is None:
         where = f" in {region}" if region else ""
@@ -394,7 +397,9 @@ def diff_association(
             ops=(Op("associate", (instance_id, profile)), *waits),
         )
     current = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
-    if current == profile:
+    held_id = association["IamInstanceProfile"].get("Id")
+    stale = current == profile and bool(profile_id and held_id and held_id != profile_id)
+    if current == profile and not stale:
         detail = f"profile {profile} is {association.get('State', 'associated')}"
         return Diff(
             change=Change(resource=resource, action=Action.UNCHANGED, detail=detail),
@@ -405,9 +410,8 @@ def diff_association(
     else:
         # EC2 only replaces on a running instance (AWS-FACTS.md): disassociate, then associate.
         ops = (Op("disassociate", (association["AssociationId"],)), Op("associate", (instance_id, profile)))
-    return Diff(
-        change=Change(resource=resource, action=Action.REPLACE, detail=f"{current} -> {profile}"), ops=ops + waits
-    )
+    detail = f"{current} (re-created since it was associated) -> {profile}" if stale else f"{current} -> {profile}"
+    return Diff(change=Change(resource=resource, action=Action.REPLACE, detail=detail), ops=ops + waits)
 
 
 def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) -> Diff:
@@ -435,10 +439,17 @@ def _describe_statement(stmt: Mapping[str, Any]) -> str:
 # --- setup -----------------------------------------------------------------------------------------
 
 
-def _account_and_partition(ctx: Context, known_arn: str | None) -> tuple[str, str]:
+def _account_and_partition(ctx: Context, known_arn: str | None, instance: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The account and partition the roles live in, from what was already read when possible.
+
+    An existing role's ARN says it; else the instance's owner (the profile must live in the instance's account);
+    only then is STS asked, which costs a client and a call.
+    """
     if known_arn:
         parts = known_arn.split(":")
         return parts[4], parts[1]
+    if instance and instance.get("OwnerId"):
+        return instance["OwnerId"], ctx.clients.partition()
     ident = aws.caller_identity(ctx.clients.sts())
     return ident["Account"], ident["Arn"].split(":")[1]
 
@@ -449,9 +460,13 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
     instance_role = aws.get_role(iam, req.instance_role)
     profile = aws.get_instance_profile(iam, req.profile)
     targets = {name: aws.get_role(iam, name) for name in req.assumable_roles}
-    account, partition = _account_and_partition(
-        ctx, (instance_role or {}).get("Arn") or next((r["Arn"] for r in targets.values() if r), None)
-    )
+    instance = association = None
+    if req.instance_id:
+        ec2 = ctx.clients.ec2()
+        instance = aws.describe_instance(ec2, req.instance_id)
+        association = aws.get_association(ec2, req.instance_id) if instance else None
+    known_arn = (instance_role or {}).get("Arn") or next((r["Arn"] for r in targets.values() if r), None)
+    account, partition = _account_and_partition(ctx, known_arn, instance)
     instance_role_arn = (instance_role or {}).get("Arn") or f"arn:{partition}:iam::{account}:role/{req.instance_role}"
     inline = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
 
@@ -477,12 +492,15 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
     diffs.append(diff_inline_policy(req.instance_role, inline, target_arns))
 
     if req.instance_id:
-        ec2 = ctx.clients.ec2()
-        instance = aws.describe_instance(ec2, req.instance_id)
-        association = aws.get_association(ec2, req.instance_id) if instance else None
         diffs.append(
             diff_association(
-                req.instance_id, instance, association, req.profile, wait=req.wait, region=ctx.clients.region
+                req.instance_id,
+                instance,
+                association,
+                req.profile,
+                wait=req.wait,
+                region=ctx.clients.region,
+                profile_id=(profile or {}).get("InstanceProfileId"),
             )
         )
         if req.require_imdsv2:
@@ -506,8 +524,17 @@ def run_associate(
     ec2 = ctx.clients.ec2()
     instance = aws.describe_instance(ec2, instance_id)
     association = aws.get_association(ec2, instance_id) if instance else None
-    diff = diff_association(instance_id, instance, association, profile, wait=wait, region=ctx.clients.region)
-    if diff.ops and aws.get_instance_profile(ctx.clients.iam(), profile) is None:
+    live = aws.get_instance_profile(ctx.clients.iam(), profile)
+    diff = diff_association(
+        instance_id,
+        instance,
+        association,
+        profile,
+        wait=wait,
+        region=ctx.clients.region,
+        profile_id=(live or {}).get("InstanceProfileId"),
+    )
+    if diff.ops and live is None:
         raise UsageError(
             f"instance profile {profile} not found",
             "there is nothing to associate",

@@ -105,7 +105,7 @@ class Renderer:
         table = Table(title=f"{title}{suffix}", title_justify="left")
         table.add_column("resource", no_wrap=True)
         table.add_column("action", no_wrap=True)
-        table.add_column("detail")
+        table.add_column("detail", overflow="fold")
         for change in report.changes:
             action = change.action.value
             if report.dry_run and change.action is not Action.UNCHANGED:
@@ -124,7 +124,7 @@ class Renderer:
         ident: Identity = step.identity
         table = Table(title=f"{step.step}: {ident.source}", title_justify="left", show_header=False)
         table.add_column("field", style="bold", no_wrap=True)
-        table.add_column("value")
+        table.add_column("value", overflow="fold")
         for label, value in (
             ("account", ident.account),
             ("user id", ident.user_id),
@@ -146,7 +146,7 @@ class Renderer:
         table = Table(title="roleops verify", title_justify="left")
         table.add_column("step", no_wrap=True)
         table.add_column("status", no_wrap=True)
-        table.add_column("message")
+        table.add_column("message", overflow="fold")
         for step in report.steps:
             message = step.message + (f"\nhint: {step.hint}" if step.hint else "")
             table.add_row(step.step, f"[{_STATUS_STYLE[step.status]}]{step.status.value.upper()}[/]", _escape(message))
@@ -166,8 +166,9 @@ class Renderer:
         table = Table(title="roleops doctor", title_justify="left")
         table.add_column("check", no_wrap=True)
         table.add_column("status", no_wrap=True)
-        table.add_column("detail")
-        table.add_column("fix")
+        # fold, never "…": a cut ARN misleads and a cut command cannot be pasted
+        table.add_column("detail", overflow="fold")
+        table.add_column("fix", overflow="fold")
         for f in report.findings:
             table.add_row(
                 f.check,
@@ -182,8 +183,9 @@ class Renderer:
 
 
 def _fix_text(f: Finding) -> str:
-    parts = [p for p in (f.fix, f"aws: {f.fix_aws}" if f.fix_aws else "") if p]
-    return "\n".join(parts)
+    # When no roleops command mends a link, `fix` is the aws command itself: show it once.
+    aws_line = f"aws: {f.fix_aws}" if f.fix_aws and f.fix_aws != f.fix else ""
+    return "\n".join(p for p in (f.fix, aws_line) if p)
 
 
 def _escape(text: str | None) -> str:

@@ -246,3 +246,36 @@ def test_plan_reports_table_output(aws: None, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "role ExampleRole" in out and "create" in out
     assert Action.CREATE.value in out
+
+
+def test_recreated_profile_gets_the_association_replaced(ctx: Context, calls: CallLog, iam: Any, ec2: Any) -> None:
+    # An association holds the profile's id: after delete + re-create under the same name, IMDS serves no role
+    # (InstanceProfileNotFound), so "same name" must not read as unchanged.
+    instance = launch(ec2)
+    run_setup(ctx, req(instance_id=instance))
+    iam.remove_role_from_instance_profile(InstanceProfileName="ExampleRole", RoleName="ExampleRole")
+    iam.delete_instance_profile(InstanceProfileName="ExampleRole")
+    iam.create_instance_profile(InstanceProfileName="ExampleRole", Tags=[{"Key": MANAGED_TAG_KEY, "Value": "true"}])
+    iam.add_role_to_instance_profile(InstanceProfileName="ExampleRole", RoleName="ExampleRole")
+
+    report = run_setup(ctx, req(instance_id=instance))
+
+    assert actions(report)[f"association {instance}"] == "replace"
+    new_id = iam.get_instance_profile(InstanceProfileName="ExampleRole")["InstanceProfile"]["InstanceProfileId"]
+    live = [
+        a
+        for a in ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
+        if a["State"] in ("associating", "associated")
+    ]
+    assert [a["IamInstanceProfile"]["Id"] for a in live] == [new_id]
+
+
+def test_setup_with_instance_takes_the_account_from_the_instance(ctx: Context, calls: CallLog, ec2: Any) -> None:
+    # The instance's reservation names its owner: no STS client or call is needed to build the role ARNs.
+    instance = launch(ec2)
+    calls.clear()
+    run_setup(ctx, req(instance_id=instance))
+    assert "GetCallerIdentity" not in calls.calls
+    calls.clear()
+    run_setup(ctx, req(instance_role="OtherRole", assumable_roles=["OtherTarget"]))
+    assert "GetCallerIdentity" in calls.calls  # nothing else to learn the account from
