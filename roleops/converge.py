@@ -415,14 +415,20 @@ def diff_association(
 
 
 def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) -> Diff:
+    """IMDSv2 only means tokens required *and* the endpoint on (a disabled endpoint serves no role at all)."""
     resource = f"metadata-options {instance_id}"
-    tokens = (instance or {}).get("MetadataOptions", {}).get("HttpTokens", "optional")
-    if tokens == "required":
+    options = (instance or {}).get("MetadataOptions", {})
+    tokens = options.get("HttpTokens", "optional")
+    endpoint = options.get("HttpEndpoint", "enabled")
+    if tokens == "required" and endpoint == "enabled":
         return Diff(
             change=Change(resource=resource, action=Action.UNCHANGED, detail="HttpTokens=required (IMDSv2 only)")
         )
+    details = [f"HttpTokens {tokens} -> required"] if tokens != "required" else []
+    if endpoint != "enabled":
+        details.append(f"HttpEndpoint {endpoint} -> enabled")
     return Diff(
-        change=Change(resource=resource, action=Action.UPDATE, detail=f"HttpTokens {tokens} -> required"),
+        change=Change(resource=resource, action=Action.UPDATE, detail="; ".join(details)),
         ops=(Op("require_imdsv2", (instance_id,)),),
     )
 

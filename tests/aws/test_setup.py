@@ -279,3 +279,15 @@ def test_setup_with_instance_takes_the_account_from_the_instance(ctx: Context, c
     calls.clear()
     run_setup(ctx, req(instance_role="OtherRole", assumable_roles=["OtherTarget"]))
     assert "GetCallerIdentity" in calls.calls  # nothing else to learn the account from
+
+
+def test_require_imdsv2_also_turns_a_disabled_endpoint_back_on(ctx: Context, ec2: Any) -> None:
+    instance = launch(ec2)
+    ec2.modify_instance_metadata_options(InstanceId=instance, HttpTokens="required", HttpEndpoint="disabled")
+    report = run_setup(ctx, req(instance_id=instance, require_imdsv2=True))
+    assert (
+        "HttpEndpoint disabled -> enabled"
+        in {c.resource: c.detail for c in report.changes}[f"metadata-options {instance}"]
+    )
+    options = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["MetadataOptions"]
+    assert (options["HttpTokens"], options["HttpEndpoint"]) == ("required", "enabled")
