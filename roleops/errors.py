@@ -23,7 +23,8 @@ class RoleOpsError(Exception):
             parts.append(self.why.rstrip("."))
         text = ": ".join(parts) + "."
         if self.next_step:
-            text += " " + self.next_step.rstrip(".") + "."
+            # "; " rather than a new sentence: the next step often starts with a command that must stay verbatim.
+            text = text[:-1] + "; " + self.next_step.rstrip(".") + "."
         return text
 
 

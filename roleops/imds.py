@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from roleops.errors import EnvironmentProblem, UsageError
 from roleops.results import iso_z, mask_key
@@ -352,6 +352,8 @@ class ImdsClient:
         self._mode: str | None = None  # "v2" or "v1" once the token handshake is done
         self._probe_pending = False  # next GET is the short IMDSv1 probe after an unanswered token PUT
         self.fallback_reason: str | None = None  # why IMDSv1 is in use
+        self.fallback_hint: str | None = None  # what mends the token request, when its answer says (403, 404, 405)
+        self._fallback_status: int | None = None  # the token request's answer that sent us to IMDSv1
         self.token_requests = 0
         self.get_requests = 0
 
@@ -516,7 +518,10 @@ class ImdsClient:
                 self._mode = "v2"
                 return
             if status in (403, 404, 405):  # no token API here (or not allowed): botocore falls back to v1
-                self._fall_back(f"the IMDSv2 token request was answered HTTP {status}", probe=False)
+                self._fallback_status = status
+                self._fall_back(
+                    f"the IMDSv2 token request was answered HTTP {status}", probe=False, hint=self._token_hint(status)
+                )
                 return
             if status == 400:
                 raise ImdsTokenError(
@@ -533,15 +538,30 @@ class ImdsClient:
             raise self._unreachable(f"the IMDSv2 token request failed: {failure}")
         self._fall_back(f"the IMDSv2 token request kept failing (HTTP {last_status})", probe=False)
 
-    def _fall_back(self, reason: str, *, probe: bool) -> None:
+    def _token_hint(self, status: int) -> str:
+        """What mends a token request EC2's IMDS answered with `status` (it serves the token API whenever
+        instance metadata is on, so requiring IMDSv2 on the instance mends none of these)."""
+        if status == 403:
+            host = urlsplit(self.endpoint).hostname or self.endpoint
+            return (
+                "IMDS answers 403 to a token request that carries X-Forwarded-For (one sent through an HTTP proxy) "
+                f"and when instance metadata is turned off: exempt the metadata address from the proxy "
+                f"(NO_PROXY={host}) and check that metadata is on: aws ec2 modify-instance-metadata-options "
+                "--instance-id ID --http-endpoint enabled"
+            )
+        return (
+            f"what answers at {self.endpoint} offers no IMDSv2 token API (EC2's always does): check "
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT (or --imds-endpoint) and any proxy in between"
+        )
+
+    def _fall_back(self, reason: str, *, probe: bool, hint: str | None = None) -> None:
         if not self.v1_fallback:
             if probe:  # nothing answered and v1 may not be tried: that is unreachable
                 raise self._unreachable(f"{reason}, and IMDSv1 is disabled")
             raise ImdsTokenError(
                 f"no IMDSv2 token from {self.endpoint}",
                 f"{reason}, and IMDSv1 is disabled (AWS_EC2_METADATA_V1_DISABLED / ec2_metadata_v1_disabled)",
-                "enable IMDSv2 on the instance: aws ec2 modify-instance-metadata-options --instance-id ID "
-                "--http-endpoint enabled --http-tokens required",
+                hint or "IMDS kept failing the token request: retry, or raise AWS_METADATA_SERVICE_NUM_ATTEMPTS",
                 path=TOKEN_PATH,
             )
         log.debug("IMDS: falling back to IMDSv1: %s", reason)
@@ -549,6 +569,7 @@ class ImdsClient:
         self._mode = "v1"
         self._probe_pending = probe
         self.fallback_reason = reason
+        self.fallback_hint = hint
 
     def _get(self, path: str) -> AWSResponse | None:
         """GET a metadata path; None on 404. Retries 5xx/429/connection errors within `attempts`, and
@@ -597,7 +618,11 @@ class ImdsClient:
                     raise ImdsTokenError(
                         f"the metadata service at {self.endpoint} requires IMDSv2 tokens (HTTP 401 on IMDSv1)",
                         f"but no token could be had: {self.fallback_reason}",
-                        "if this runs in a container, " + HOP_LIMIT_HINT,
+                        # a 403 has known causes (a proxy, metadata off); otherwise most likely a lost token
+                        # answer, the container case
+                        self.fallback_hint
+                        if self.fallback_hint and self._fallback_status == 403
+                        else "if this runs in a container, " + HOP_LIMIT_HINT,
                         status=401,
                         path=path,
                     )

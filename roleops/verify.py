@@ -293,6 +293,11 @@ class _Verifier:
             endpoint_url=self.opts.endpoint_url,
         )
 
+    def hint_setup(self, role: str) -> str:
+        """The setup command that mends the instance role, naming the --assume targets when there are some."""
+        names = list(dict.fromkeys(a.rsplit("/", 1)[-1] for a in self.opts.assume)) or ["TARGET_NAME"]
+        return f"roleops setup --instance-role {role} " + " ".join(f"--assumable-role {n}" for n in names)
+
     def targets(self) -> list[tuple[str, str]]:
         """(step suffix, ARN) per distinct --assume; the role name unless two share a name."""
         arns = list(dict.fromkeys(self.opts.assume))
@@ -372,7 +377,7 @@ class _Verifier:
                 STEP_IMDS,
                 Status.FAIL,
                 f"instance profile {profile_arn} holds no role (iam/security-credentials/ is empty)",
-                f"put a role in it: {hint_setup(profile_name)}, or aws iam add-role-to-instance-profile "
+                f"put a role in it: {self.hint_setup(profile_name)}, or aws iam add-role-to-instance-profile "
                 f"--instance-profile-name {profile_name} --role-name ROLE",
             )
             return None
@@ -393,7 +398,7 @@ class _Verifier:
                 Status.FAIL,
                 f"IMDS could not get credentials for role {role}: {creds.code}"
                 + (f": {creds.message}" if creds.message else ""),
-                f"the role's trust policy must allow ec2.amazonaws.com to assume it: {hint_setup(role)}",
+                f"the role's trust policy must allow ec2.amazonaws.com to assume it: {self.hint_setup(role)}",
             )
             return None
         if creds.missing:
@@ -447,13 +452,18 @@ class _Verifier:
             f"role {role}; {_expires(creds.expiration)}"
         )
         if imds.token_mode == "v1":
+            require = (
+                "require IMDSv2: aws ec2 modify-instance-metadata-options --instance-id "
+                f"{iid} --http-tokens required --http-put-response-hop-limit 2 "
+                "(or roleops setup ... --instance-id ID --require-imdsv2)"
+            )
+            # When IMDS refused the token request (a proxy in the way), requiring IMDSv2 first would cut this
+            # host off its role: mend the token request, then require it.
             self.emit(
                 STEP_IMDS,
                 Status.WARN,
                 message + f"; read with IMDSv1 ({imds.fallback_reason})",
-                "require IMDSv2: aws ec2 modify-instance-metadata-options --instance-id "
-                f"{iid} --http-tokens required --http-put-response-hop-limit 2 "
-                "(or roleops setup ... --instance-id ID --require-imdsv2)",
+                f"{imds.fallback_hint}; then {require}" if imds.fallback_hint else require,
                 identity,
             )
         else:
