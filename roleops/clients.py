@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # boto3 is imported lazily so that `roleops --help` stays fast
     import boto3
 
+# Slices of botocore models holding only the operations roleops calls (EC2's full model costs ~100 ms).
+MODEL_SLICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DEFAULT_RETRY_MODE = "standard"
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -34,6 +36,7 @@ class Clients:
         self.max_attempts = max_attempts
         self._event_hooks = event_hooks or []
         self._cache: dict[tuple[str, str], Any] = {}
+        self._sliced = False
 
     def config(self):
         from botocore.config import Config
@@ -42,10 +45,24 @@ class Clients:
         attempts = self.max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
         return Config(retries={"mode": mode, "total_max_attempts": attempts}, connect_timeout=5, read_timeout=30)
 
+    def _use_model_slices(self) -> None:
+        """Put roleops/data/ first on this session's model search path (see scripts/slice_botocore_model.py).
+
+        Only this session is affected; ROLEOPS_FULL_MODELS=1 turns it off.
+        """
+        if self._sliced or os.environ.get("ROLEOPS_FULL_MODELS"):
+            return
+        self._sliced = True
+        core = getattr(self.session, "_session", self.session)  # boto3.Session wraps a botocore session
+        loader = core.get_component("data_loader")
+        if MODEL_SLICES not in loader.search_paths:
+            loader.search_paths.insert(0, MODEL_SLICES)
+
     def client(self, service: str, region: str | None = None) -> Any:
         region = region or self.region
         key = (service, region)
         if key not in self._cache:
+            self._use_model_slices()
             kwargs: dict[str, Any] = {"region_name": region, "config": self.config()}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
