@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 from roleops.evaluator import Principal, PrincipalKind, evaluate_trust
@@ -253,7 +253,7 @@ class Imds:
                 }
             )
         session = world.credential_cache.get(cache_key)
-        if session is None or session.expiration.replace(tzinfo=now_utc().tzinfo) - now_utc() < RENEW_BEFORE:
+        if session is None or session.expiration.replace(tzinfo=timezone.utc) - now_utc() < RENEW_BEFORE:
             session = world.sts().assume_role(
                 region_name=world.region,
                 role_session_name=instance.id,

@@ -15,7 +15,7 @@ from werkzeug.test import run_wsgi_app
 
 from .faults import Faults
 from .imds import Imds
-from .state import ADMIN_POLICY, ADMIN_USER, INSTANCE_TYPE, World, iso_z, now_utc
+from .state import ADMIN_POLICY, ADMIN_USER, INSTANCE_TYPE, World, now_utc
 from .sts import decide_assume_role
 from .wire import (
     IAM_XMLNS,
@@ -327,7 +327,8 @@ class Sandbox:
             return ec2_error(
                 400,
                 "InvalidParameterValue",
-                f"Value ({value}) for parameter iamInstanceProfile.{field} is invalid. Invalid IAM Instance Profile {what}",
+                f"Value ({value}) for parameter iamInstanceProfile.{field} is invalid. "
+                f"Invalid IAM Instance Profile {what}",
             )
         instance_id = params.get("InstanceId")
         if request.action == "ReplaceIamInstanceProfileAssociation":
@@ -399,13 +400,12 @@ class Sandbox:
 
 def _default_image_id(ec2: Any) -> str:
     """An Amazon Linux x86_64 AMI from moto's built-in catalogue (which varies between moto releases)."""
-    for pattern in ("al2023-ami-2*x86_64", "amzn2-ami-hvm-*x86_64-gp2", "*"):
+    for pattern in ("al2023-ami-2*x86_64", "amzn2-ami-hvm-*x86_64-gp2"):
         images = sorted(ec2.describe_images(filters={"name": pattern}), key=lambda i: i.name or "")
-        if pattern == "*":
-            images = sorted(ec2.describe_images(), key=lambda i: i.id)
         if images:
-            return images[-1].id if pattern != "*" else images[0].id
-    return "ami-12c6146b"  # moto accepts any id unless AMI validation is switched on
+            return images[-1].id
+    images = sorted(ec2.describe_images(), key=lambda i: i.id)
+    return images[0].id if images else "ami-12c6146b"  # moto accepts any id unless AMI validation is on
 
 
-__all__ = ["Sandbox", "SandboxInstance", "iso_z"]
+__all__ = ["Sandbox", "SandboxInstance"]

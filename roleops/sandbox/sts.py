@@ -22,21 +22,29 @@ def _validation(message: str) -> Response:
 
 def _constraint(value: str, member: str, rule: str) -> Response:
     # AWS's own wording for a field that fails its model constraint.
-    return _validation(f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {rule}")
+    return _validation(
+        f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {rule}"
+    )
+
+
+def _null(member: str) -> Response:
+    return _validation(
+        f"1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+    )
 
 
 def _check_shape(params: dict[str, str]) -> Response | None:
     """Input validation AWS does before looking at any policy."""
     role_arn = params.get("RoleArn")
     if not role_arn:
-        return _validation("1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null")
+        return _validation(
+            "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null"
+        )
     if len(role_arn) < 20 or len(role_arn) > 2048:
         return _constraint(role_arn, "roleArn", "Member must have length greater than or equal to 20")
     name = params.get("RoleSessionName")
     if name is None:
-        return _validation(
-            "1 validation error detected: Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null"
-        )
+        return _null("roleSessionName")
     if len(name) < 2:
         return _constraint(name, "roleSessionName", "Member must have length greater than or equal to 2")
     if len(name) > 64:
@@ -60,7 +68,9 @@ def _check_shape(params: dict[str, str]) -> Response | None:
         if len(external_id) > 1224:
             return _constraint(external_id, "externalId", "Member must have length less than or equal to 1224")
         if not _EXTERNAL_ID_RE.match(external_id):
-            return _constraint(external_id, "externalId", r"Member must satisfy regular expression pattern: [\w+=,.@:/-]*")
+            return _constraint(
+                external_id, "externalId", r"Member must satisfy regular expression pattern: [\w+=,.@:/-]*"
+            )
     source_identity = params.get("SourceIdentity")
     if source_identity is not None:
         if not 2 <= len(source_identity) <= 64 or not _NAME_RE.match(source_identity):
@@ -79,7 +89,9 @@ def decide_assume_role(world: World, request: ApiRequest) -> Response | None:
     """
     params = request.params
     if not request.access_key_id:
-        return query_error(403, "MissingAuthenticationToken", "Request is missing Authentication Token", xmlns=STS_XMLNS)
+        return query_error(
+            403, "MissingAuthenticationToken", "Request is missing Authentication Token", xmlns=STS_XMLNS
+        )
     caller = world.resolve_caller(request.access_key_id)
     presented_token = request.header("X-Amz-Security-Token")
     if caller is None or (caller.session_token is not None and presented_token != caller.session_token):
@@ -87,7 +99,9 @@ def decide_assume_role(world: World, request: ApiRequest) -> Response | None:
             403, "InvalidClientTokenId", "The security token included in the request is invalid.", xmlns=STS_XMLNS
         )
     if caller.expired:
-        return query_error(400, "ExpiredToken", "The security token included in the request is expired", xmlns=STS_XMLNS)
+        return query_error(
+            400, "ExpiredToken", "The security token included in the request is expired", xmlns=STS_XMLNS
+        )
     if (refusal := _check_shape(params)) is not None:
         return refusal
 

@@ -1,0 +1,14 @@
+"""Sandbox (product, offline): a local AWS (moto) with per-instance IMDS, real AssumeRole decisions and faults.
+
+moto 5.2 alone serves one fixed `default-role` from its metadata endpoint whatever the instance's
+association, never checks an IMDS token and has no `iam/info`; with authorization off every
+AssumeRole succeeds. This package wraps moto's server app (in this process, on one 127.0.0.1 port)
+and adds what the walkthrough needs: `/imds/<instance-id>/...`, STS AssumeRole decided by
+roleops.evaluator, `/_roleops/...` control endpoints, and IAM/EC2/IMDS faults.
+"""
+
+from .faults import Faults
+from .foreground import run_forever
+from .server import Sandbox, SandboxInstance
+
+__all__ = ["Faults", "Sandbox", "SandboxInstance", "run_forever"]

@@ -1,0 +1,287 @@
+"""End-to-end fixtures: the sandbox as a subprocess, spoken to over real HTTP only."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+START_TIMEOUT = 30.0
+HTTP_TIMEOUT = 15.0
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+CREDENTIAL_KEYS = ["Code", "LastUpdated", "Type", "AccessKeyId", "SecretAccessKey", "Token", "Expiration"]
+DEFAULT_FAULTS = {
+    "throttle_fraction": 0.0,
+    "profile_propagation_delay": 0.0,
+    "trust_propagation_delay": 0.0,
+    "credentials_delay": 0.0,
+    "imds_latency": 0.0,
+    "imds_error_rate": 0.0,
+    "imds_malformed": False,
+}
+
+
+def role_arn(name: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{name}"
+
+
+def trust_for(*role_names: str, **statement_extra: Any) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": [role_arn(n) for n in role_names]},
+                "Action": "sts:AssumeRole",
+                **statement_extra,
+            }
+        ],
+    }
+
+
+def allow_assume(*targets: str, effect: str = "Allow") -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": effect, "Action": ["sts:AssumeRole"], "Resource": [role_arn(t) for t in targets]}],
+    }
+
+
+def http(method: str, url: str, *, headers: dict[str, str] | None = None, body: bytes | None = None) -> tuple[int, str]:
+    """One HTTP exchange; (status, body text) whatever the status."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class ImdsClient:
+    """curl-like access to one instance's metadata endpoint."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def token(self, ttl: str | None = "21600", headers: dict[str, str] | None = None) -> tuple[int, str]:
+        all_headers = dict(headers or {})
+        if ttl is not None:
+            all_headers["X-aws-ec2-metadata-token-ttl-seconds"] = ttl
+        return http("PUT", self.endpoint + "latest/api/token", headers=all_headers)
+
+    def get(self, path: str, *, token: str | None = None, v2: bool = True) -> tuple[int, str]:
+        """GET latest/<path>; with v2 a fresh token is fetched unless one is given."""
+        if token is None and v2:
+            status, token = self.token()
+            assert status == 200, (status, token)
+        headers = {"X-aws-ec2-metadata-token": token} if token is not None else {}
+        return http("GET", self.endpoint + "latest/" + path, headers=headers)
+
+    def credentials(self, role: str) -> dict:
+        status, body = self.get(f"meta-data/iam/security-credentials/{role}")
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+
+class SandboxProcess:
+    """The sandbox subprocess and helpers that speak to it over HTTP."""
+
+    def __init__(self, proc: subprocess.Popen, info: dict, stderr_path: Path) -> None:
+        self.proc = proc
+        self.info = info
+        self.stderr_path = stderr_path
+
+    # --- info --------------------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.info["endpoint_url"]
+
+    @property
+    def instance_id(self) -> str:
+        return self.info["instances"][0]["instance_id"]
+
+    def metadata_endpoint(self, instance: str | dict | None = None) -> str:
+        instance_id = self._instance_id(instance)
+        for item in self.info["instances"]:
+            if item["instance_id"] == instance_id:
+                return item["metadata_endpoint"]
+        return f"{self.endpoint_url}/imds/{instance_id}/"
+
+    def _instance_id(self, instance: str | dict | None) -> str:
+        if instance is None:
+            return self.instance_id
+        return instance["instance_id"] if isinstance(instance, dict) else instance
+
+    def imds(self, instance: str | dict | None = None) -> ImdsClient:
+        return ImdsClient(self.metadata_endpoint(instance))
+
+    # --- environments and clients --------------------------------------------------------------------
+
+    def env(self, instance: str | dict | None = None) -> dict[str, str]:
+        """A subprocess environment: the admin's, or (for an instance) only its metadata endpoint."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env["AWS_ENDPOINT_URL"] = self.endpoint_url
+        env["AWS_DEFAULT_REGION"] = self.info["region"]
+        env["PYTHONPATH"] = str(REPO)
+        if instance is None:
+            env["AWS_ACCESS_KEY_ID"] = self.info["access_key_id"]
+            env["AWS_SECRET_ACCESS_KEY"] = self.info["secret_access_key"]
+            return env
+        missing = str(Path(tempfile.gettempdir()) / "roleops-e2e-no-such-aws-file")
+        env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.metadata_endpoint(instance)
+        env["AWS_SHARED_CREDENTIALS_FILE"] = missing
+        env["AWS_CONFIG_FILE"] = missing
+        return env
+
+    def client(self, service: str, *, attempts: int | None = None, validate: bool = True, **creds: str) -> Any:
+        """A boto3 client with the admin's keys (or the given ones)."""
+        retries: dict[str, Any] = {"mode": "standard"}
+        if attempts is not None:
+            retries["total_max_attempts"] = attempts
+        config = Config(retries=retries, parameter_validation=validate)
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=self.info["region"],
+            aws_access_key_id=creds.get("access_key_id", self.info["access_key_id"]),
+            aws_secret_access_key=creds.get("secret_access_key", self.info["secret_access_key"]),
+            aws_session_token=creds.get("session_token"),
+            config=config,
+        )
+
+    def client_from_document(self, service: str, document: dict, **kwargs: Any) -> Any:
+        return self.client(
+            service,
+            access_key_id=document["AccessKeyId"],
+            secret_access_key=document["SecretAccessKey"],
+            session_token=document["Token"],
+            **kwargs,
+        )
+
+    # --- control endpoints ---------------------------------------------------------------------------
+
+    def control(self, method: str, route: str, payload: dict | None = None) -> Any:
+        body = json.dumps(payload).encode() if payload is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        status, text = http(method, f"{self.endpoint_url}/_roleops/{route}", headers=headers, body=body)
+        if status != 200:
+            raise AssertionError(f"{method} /_roleops/{route} answered {status}: {text}")
+        return json.loads(text)
+
+    def new_instance(self) -> dict:
+        instance = self.control("POST", "instances")
+        self.info["instances"].append(instance)
+        return instance
+
+    def set_faults(self, **changes: Any) -> dict:
+        return self.control("POST", "faults", changes)
+
+    def reset(self) -> None:
+        self.info = self.control("POST", "reset")
+
+    def secrets(self) -> set[str]:
+        return set(self.control("GET", "secrets")["secrets"])
+
+    # --- the walkthrough's set-up, through the public API with the admin's keys ----------------------
+
+    def create_instance_role(self, name: str = "ExampleRole", *, trust: dict | None = None) -> None:
+        iam = self.client("iam")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust or EC2_TRUST))
+        iam.create_instance_profile(InstanceProfileName=name)
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+
+    def associate(self, profile: str = "ExampleRole", instance: str | dict | None = None) -> dict:
+        ec2 = self.client("ec2")
+        return ec2.associate_iam_instance_profile(
+            InstanceId=self._instance_id(instance), IamInstanceProfile={"Name": profile}
+        )["IamInstanceProfileAssociation"]
+
+
+def read_lines(proc: subprocess.Popen, timeout: float, *, until: Callable[[list[str]], bool]) -> list[str]:
+    """Stdout lines until `until(lines)` holds, EOF, or `timeout` seconds: never blocks past that."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    lines: list[str] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while not until(lines):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                break
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            lines.extend(line.decode() for line in complete)
+    return lines
+
+
+def start_sandbox_process(
+    *args: str, stderr_path: Path, until: Callable[[list[str]], bool] = bool
+) -> tuple[subprocess.Popen, list[str]]:
+    """`python -m roleops.sandbox ARGS` and its first stdout lines (by default: the first one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(REPO)
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roleops.sandbox", *args],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            cwd=REPO,
+        )
+    return proc, read_lines(proc, START_TIMEOUT, until=until)
+
+
+def stop_process(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait(timeout=10)
+    return proc.returncode
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    stderr_path = tmp_path_factory.mktemp("sandbox") / "stderr.log"
+    proc, lines = start_sandbox_process("--port", "0", "--output", "json", stderr_path=stderr_path)
+    try:
+        if not lines:
+            stop_process(proc)
+            pytest.fail(f"sandbox printed no JSON line within {START_TIMEOUT:g}s: {stderr_path.read_text()[-2000:]}")
+        yield SandboxProcess(proc, json.loads(lines[0]), stderr_path)
+    finally:
+        stop_process(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def sb(sandbox: SandboxProcess) -> SandboxProcess:
+    """A fresh account (and fault settings off) for each test."""
+    sandbox.set_faults(**DEFAULT_FAULTS)
+    sandbox.reset()
+    return sandbox
