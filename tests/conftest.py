@@ -1,35 +1,17 @@
-"""Suite-wide: record every output the tests see, so a session-end check can search it for leaked secrets.
+"""Suite-wide: record every output the tests see and, at the end, search it for every secret the sandbox issued.
 
-Each test's captured stdout/stderr/log lands here automatically (a report hook). Tests that run roleops in a
-subprocess pass its output to `record_output` (the e2e `run_roleops` helper does). Output of `roleops creds`,
-the only command allowed to print secrets, is recorded with `secrets_allowed=True`; so are test-side reads of
-the sandbox's credential documents, which are not roleops output.
+Each test's captured stdout/stderr/log lands in tests/leakcheck.py automatically (a report hook). Tests that run
+roleops in a subprocess pass its output to `record_output`. Output of `roleops creds`, the only command allowed
+to print secrets, is recorded with `secrets_allowed=True`; so are tests marked `prints_secrets` (test-side reads
+of the sandbox's credential documents, which are not roleops output).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
-
-
-@dataclass(frozen=True)
-class Recorded:
-    source: str
-    text: str
-    secrets_allowed: bool = False
-
-
-RECORDED: list[Recorded] = []
-
-
-def record(source: str, text: str | bytes | None, *, secrets_allowed: bool = False) -> None:
-    if not text:
-        return
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    RECORDED.append(Recorded(source, text, secrets_allowed))
+from leakcheck import RECORDED, SECRETS, leaked, record
 
 
 @pytest.fixture
@@ -41,9 +23,8 @@ def record_output() -> Callable[..., None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
     outcome = yield
     report = outcome.get_result()
+    allowed = item.get_closest_marker("prints_secrets") is not None
     for name, content in report.sections:
-        # The tests that print credential documents on purpose mark themselves.
-        allowed = item.get_closest_marker("prints_secrets") is not None
         record(f"{item.nodeid} [{report.when}] {name}", content, secrets_allowed=allowed)
 
 
@@ -51,12 +32,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prints_secrets: this test's captured output may hold secrets on purpose")
 
 
-def leaked(secrets: set[str]) -> list[str]:
-    """Where any secret appears in output not allowed to hold it (names the source, never the secret)."""
-    found = []
-    for rec in RECORDED:
-        if rec.secrets_allowed:
-            continue
-        if any(s and s in rec.text for s in secrets):
-            found.append(rec.source)
-    return found
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not SECRETS:
+        return
+    sources = leaked(SECRETS)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    checked = sum(1 for r in RECORDED if not r.secrets_allowed)
+    if sources:
+        if reporter:
+            reporter.write_line(f"SECRET LEAK: {len(SECRETS)} sandbox secrets found in:", red=True)
+            for source in sorted(set(sources)):
+                reporter.write_line(f"  {source}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter:
+        reporter.write_line(
+            f"leak check: {len(SECRETS)} sandbox-issued secrets, {checked} outputs searched, none found"
+        )

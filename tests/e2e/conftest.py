@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import leakcheck
 import pytest
 from botocore.config import Config
 
@@ -272,9 +273,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
         if not lines:
             stop_process(proc)
             pytest.fail(f"sandbox printed no JSON line within {START_TIMEOUT:g}s: {stderr_path.read_text()[-2000:]}")
-        yield SandboxProcess(proc, json.loads(lines[0]), stderr_path)
+        process = SandboxProcess(proc, json.loads(lines[0]), stderr_path)
+        yield process
+        # Hand every secret it issued to the suite-wide leak check (tests/conftest.py). The admin's key is left
+        # out: `roleops sandbox` prints it by contract. The sandbox's own log is an output to search too.
+        leakcheck.SECRETS.update(process.secrets() - {process.info["secret_access_key"]})
     finally:
         stop_process(proc)
+        leakcheck.record("sandbox stderr log", stderr_path.read_text(errors="replace") if stderr_path.exists() else "")
         if proc.stdout is not None:
             proc.stdout.close()
 
