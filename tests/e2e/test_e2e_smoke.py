@@ -8,7 +8,7 @@ import shlex
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,24 +32,6 @@ def roleops_bin(tmp_path: Path) -> Path:
     path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m roleops "$@"\n')
     path.chmod(0o755)
     return path
-
-
-@pytest.fixture
-def record(sandbox: SandboxProcess, record_output: Callable[..., None]) -> Iterator[Callable[..., None]]:
-    """`record_output`, and at the test's end: no secret the sandbox ever issued is in what was recorded
-    without `secrets_allowed` (the instance and assumed sessions' keys and tokens, the admin's secret key)."""
-    seen: list[tuple[str, str]] = []
-
-    def rec(source: str, text: str | None, *, secrets_allowed: bool = False) -> None:
-        record_output(source, text, secrets_allowed=secrets_allowed)
-        if text and not secrets_allowed:
-            seen.append((source, text))
-
-    yield rec
-    secrets = sandbox.secrets()
-    assert secrets, "the sandbox reports no issued secrets: the check would prove nothing"
-    leaks = [source for source, text in seen if any(s in text for s in secrets)]
-    assert not leaks, f"a secret issued by the sandbox appears in: {leaks}"
 
 
 def run(record: Callable[..., None], args: list[str], env: dict[str, str], label: str) -> subprocess.CompletedProcess:

@@ -25,24 +25,6 @@ STEP_KEYS = {"step", "status", "arn", "account", "user_id", "access_key_id", "ex
 FAIL_FAST_SECONDS = 1.5  # the contract: no metadata service -> exit 3, quickly
 
 
-@pytest.fixture
-def record(sandbox: SandboxProcess, record_output: Callable[..., None]) -> Iterator[Callable[..., None]]:
-    """`record_output`, and at the test's end: no secret the sandbox ever issued is in what was recorded
-    without `secrets_allowed` (the instance and assumed sessions' keys and tokens, the admin's secret key)."""
-    seen: list[tuple[str, str]] = []
-
-    def rec(source: str, text: str | None, *, secrets_allowed: bool = False) -> None:
-        record_output(source, text, secrets_allowed=secrets_allowed)
-        if text and not secrets_allowed:
-            seen.append((source, text))
-
-    yield rec
-    secrets = sandbox.secrets()
-    assert secrets, "the sandbox reports no issued secrets: the check would prove nothing"
-    leaks = [source for source, text in seen if any(s in text for s in secrets)]
-    assert not leaks, f"a secret issued by the sandbox appears in: {leaks}"
-
-
 def run_roleops(record: Callable[..., None], env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """`python -m roleops ARGS` in `env`; both streams go to the leak checks."""
     proc = subprocess.run(
