@@ -1,7 +1,9 @@
 """Thin AWS layer: one AWS call per function; the only place that catches botocore errors.
 
-"Not found" becomes None; every other error becomes an AwsError (exit 3) carrying the operation, AWS's code
-and message, and a hint for the common ones. Retries for throttling are botocore's (see clients.py).
+"Not found" becomes None; every other error AWS answers becomes an AwsError (exit 3) carrying the operation,
+AWS's code and message, and a hint for the common ones. botocore's own failures (no endpoint, no credentials, a
+TLS failure, an answer that is not AWS's) become an EnvironmentProblem (exit 3); a missing profile or a config
+file it cannot parse, a UsageError (exit 2). Retries for throttling are botocore's (see clients.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from roleops import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
-from roleops.errors import AwsError, EnvironmentProblem
+from roleops.errors import AwsError, EnvironmentProblem, UsageError
 
 # Error codes that mean "the thing is not there" for the reads below.
 NOT_FOUND = frozenset({"NoSuchEntity", "InvalidInstanceID.NotFound", "InvalidAssociationID.NotFound"})
@@ -48,13 +50,20 @@ def call(client: Any, operation: str, *, not_found: Iterable[str] = (), **kwargs
     `operation` is the boto3 method name (snake_case); error messages use the API name.
     """
     from botocore.exceptions import (
+        BotoCoreError,
         ClientError,
+        ConfigParseError,
         ConnectionClosedError,
+        ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
+        ParamValidationError,
+        ProfileNotFound,
         ReadTimeoutError,
+        SSLError,
     )
+    from botocore.parsers import ResponseParserError  # not a BotoCoreError
 
     method: Callable[..., dict[str, Any]] = getattr(client, operation)
     api_name = client.meta.method_to_api_mapping.get(operation, operation)
@@ -76,12 +85,51 @@ def call(client: Any, operation: str, *, not_found: Iterable[str] = (), **kwargs
         ) from err
     except NoRegionError as err:
         raise EnvironmentProblem(f"{service}:{api_name} failed", "no region is set", "pass --region") from err
-    except (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError) as err:
+    except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as err:
         raise EnvironmentProblem(
             f"{service}:{api_name} failed",
-            f"could not reach the endpoint ({type(err).__name__})",
+            f"could not reach the endpoint ({type(err).__name__}, after botocore's retries)",
             "check --endpoint-url and the network",
         ) from err
+    except SSLError as err:
+        raise EnvironmentProblem(
+            f"{service}:{api_name} failed",
+            "the TLS handshake with the endpoint failed (SSLError)",
+            "check the scheme of --endpoint-url (http or https) and AWS_CA_BUNDLE",
+        ) from err
+    except ResponseParserError as err:
+        # What answered is not an AWS API (a web page, a proxy's error page, the wrong port): say so rather
+        # than quote botocore's parser.
+        raise EnvironmentProblem(
+            f"{service}:{api_name} failed",
+            "the endpoint's answer is not an AWS API response",
+            "check --endpoint-url / AWS_ENDPOINT_URL and any proxy in between",
+        ) from err
+    except ConfigParseError as err:
+        raise UsageError(
+            "cannot read the AWS config or credentials file",
+            _first_line(str(err)),
+            "fix it, or point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at a valid one",
+        ) from err
+    except ProfileNotFound as err:
+        raise UsageError(
+            f"profile {err.kwargs.get('profile', '')!r} not found", "it is not in ~/.aws/config", "check --profile"
+        ) from err
+    except ParamValidationError as err:
+        # botocore refused the request before sending it: bad input, nothing was sent.
+        raise UsageError(f"{service}:{api_name} refused by botocore before sending", _first_line(str(err))) from err
+    except BotoCoreError as err:
+        raise EnvironmentProblem(
+            f"{service}:{api_name} failed",
+            f"{type(err).__name__}: {_first_line(str(err))}",
+            "re-run with --debug for details",
+        ) from err
+
+
+def _first_line(text: str) -> str:
+    from roleops.redact import redact
+
+    return redact((text.strip().splitlines() or [""])[0])[:300]
 
 
 def managed_tags() -> list[dict[str, str]]:
@@ -131,7 +179,8 @@ def update_max_session_duration(iam: Any, name: str, seconds: int) -> None:
 
 
 def delete_role(iam: Any, name: str) -> None:
-    call(iam, "delete_role", RoleName=name)
+    # Already gone counts as deleted: botocore may retry a DeleteRole whose answer was lost.
+    call(iam, "delete_role", not_found=NOT_FOUND, RoleName=name)
 
 
 def get_role_policy(iam: Any, role: str, policy: str) -> dict[str, Any] | None:

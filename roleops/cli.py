@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_session(args: argparse.Namespace, **overrides: Any) -> Any:
     import boto3
-    from botocore.exceptions import ProfileNotFound
+    from botocore.exceptions import ConfigParseError, ProfileNotFound
 
     kwargs: dict[str, Any] = {"profile_name": args.profile, "region_name": args.region}
     kwargs.update(overrides)
@@ -172,6 +172,12 @@ def make_session(args: argparse.Namespace, **overrides: Any) -> Any:
             f"profile {kwargs['profile_name']!r} not found",
             "it is not in ~/.aws/config",
             "check --profile / AWS_PROFILE",
+        ) from err
+    except ConfigParseError as err:
+        raise UsageError(
+            "cannot read the AWS config file",
+            str(err),
+            "fix it, or point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at a valid one; nothing was changed",
         ) from err
 
 
@@ -292,13 +298,18 @@ def _on_instance_inputs(args: argparse.Namespace) -> dict[str, Any]:
     duration = validate_duration(args.duration, "--duration", 900, 43200) if args.duration is not None else None
     if args.imds_endpoint is not None:
         validate_endpoint_url(args.imds_endpoint, "--imds-endpoint")
+    if args.profile is not None:
+        from roleops.verify import check_profile
+
+        check_profile(args.profile)
     return {"duration": duration}
 
 
 def _imds(args: argparse.Namespace) -> Any:
     from roleops.imds import ImdsClient
 
-    return ImdsClient(args.imds_endpoint, v1_fallback=False if args.no_imdsv1 else None)
+    # The profile in use also carries IMDS settings (metadata_service_timeout, ...), as botocore reads them.
+    return ImdsClient(args.imds_endpoint, v1_fallback=False if args.no_imdsv1 else None, profile=args.profile)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -27,6 +27,10 @@ from roleops.validate import (
 )
 
 DEFAULT_PROPAGATION_TIMEOUT = 60.0
+MAX_PROPAGATION_TIMEOUT = 900.0
+BACKOFF_FIRST = 0.5  # propagation backoff: 0.5 s doubling, capped, the last wait cut to end at the deadline
+BACKOFF_CAP = 5.0
+DEADLINE_SLACK = 0.05  # less than this left before the deadline: give up rather than make a pointless try
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -81,7 +85,8 @@ def setup_request(
             "--require-imdsv2 and --wait need --instance-id", "they act on an instance", "add --instance-id i-..."
         )
     duration = validate_max_session_duration(max_session_duration) if max_session_duration is not None else None
-    if propagation_timeout <= 0 or propagation_timeout > 900:
+    # `not 0 < t <= 900` rather than `t <= 0 or t > 900`: NaN fails every comparison and would never time out.
+    if not 0 < propagation_timeout <= MAX_PROPAGATION_TIMEOUT:
         raise UsageError(f"invalid --propagation-timeout {propagation_timeout!r}", "use 1 to 900 seconds")
     return SetupRequest(
         instance_role=instance_role,
@@ -153,9 +158,13 @@ def _is_role_not_yet_visible(err: AwsError) -> bool:
 
 
 def retry_propagation(ctx: Context, what: str, fn: Callable[[], Any], retryable: Callable[[AwsError], bool]) -> Any:
-    """Call fn; while it fails with a propagation error, back off (0.5 s doubling to 5 s) up to the timeout."""
+    """Call fn; while it fails with a propagation error, back off (0.5 s doubling to 5 s) until the timeout.
+
+    The last wait is cut short so that the last try happens at the deadline: a timeout of T means "tried
+    for T seconds", not "gave up when the next wait would pass T".
+    """
     deadline = ctx.clock() + ctx.propagation_timeout
-    delay = 0.5
+    delay = BACKOFF_FIRST
     spinning = False
     with contextlib.ExitStack() as stack:
         while True:
@@ -164,7 +173,8 @@ def retry_propagation(ctx: Context, what: str, fn: Callable[[], Any], retryable:
             except AwsError as err:
                 if not retryable(err):
                     raise
-                if ctx.clock() + delay > deadline:
+                remaining = deadline - ctx.clock()
+                if remaining <= DEADLINE_SLACK:
                     raise PropagationTimeout(
                         f"{what} still refused after {ctx.propagation_timeout:g} s",
                         f"{err.code}: {err.aws_message}",
@@ -173,16 +183,17 @@ def retry_propagation(ctx: Context, what: str, fn: Callable[[], Any], retryable:
                 if not spinning:  # the spinner shows only once there is something to wait for
                     stack.enter_context(ctx.reporter.waiting(f"waiting for IAM to propagate: {what}"))
                     spinning = True
-                ctx.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                ctx.sleep(min(delay, remaining))
+                delay = min(delay * 2, BACKOFF_CAP)
 
 
 def wait_associated(ctx: Context, instance_id: str, profile: str) -> None:
     """Poll until the association reaches `associated` (no botocore waiter exists for it)."""
     ec2 = ctx.clients.ec2()
     deadline = ctx.clock() + ctx.propagation_timeout
-    delay = 0.5
-    with ctx.reporter.waiting(f"waiting for {instance_id} to be associated with {profile}"):
+    delay = BACKOFF_FIRST
+    spinning = False
+    with contextlib.ExitStack() as stack:
         while True:
             assoc = aws.get_association(ec2, instance_id)
             if (
@@ -191,15 +202,19 @@ def wait_associated(ctx: Context, instance_id: str, profile: str) -> None:
                 and aws.profile_name_from_arn(assoc["IamInstanceProfile"]["Arn"]) == profile
             ):
                 return
-            if ctx.clock() + delay > deadline:
+            if not spinning:  # as in retry_propagation: a note only once there is something to wait for
+                stack.enter_context(ctx.reporter.waiting(f"waiting for {instance_id} to be associated with {profile}"))
+                spinning = True
+            remaining = deadline - ctx.clock()
+            if remaining <= DEADLINE_SLACK:
                 state = assoc.get("State") if assoc else "none"
                 raise PropagationTimeout(
                     f"association of {profile} with {instance_id} not ready after {ctx.propagation_timeout:g} s",
                     f"state is {state}",
                     "re-run with --wait later, or check the instance in the EC2 console",
                 )
-            ctx.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            ctx.sleep(min(delay, remaining))
+            delay = min(delay * 2, BACKOFF_CAP)
 
 
 # --- applying ops ----------------------------------------------------------------------------------
@@ -251,10 +266,11 @@ def _apply_op(ctx: Context, op: Op) -> None:
             _is_profile_not_yet_visible,
         )
     elif op.kind == "replace":
-        association_id, profile = a
+        association_id, profile = a[0], a[1]
+        target = a[2] if len(a) > 2 else association_id  # the instance id, when the diff gave it
         retry_propagation(
             ctx,
-            f"profile {profile} for {association_id}",
+            f"profile {profile} for {target}",
             lambda: aws.replace_profile(ctx.clients.ec2(), association_id, profile),
             _is_profile_not_yet_visible,
         )
@@ -268,11 +284,49 @@ def _apply_op(ctx: Context, op: Op) -> None:
         raise ValueError(f"unknown op {op.kind}")
 
 
+def _already_done(ctx: Context, op: Op, err: AwsError) -> bool:
+    """Whether a mutating call refused as a conflict finds its effect already in place (confirmed by a read).
+
+    botocore retries a call whose answer was lost (a read timeout, a dropped connection, a 5xx after AWS did the
+    work); the retry then meets the first attempt's result: EntityAlreadyExists, a profile already holding the
+    role, an existing association, a replaced association id. A concurrent roleops run looks the same. Only a
+    resource in exactly the state the op wanted (and, for IAM, tagged roleops:managed) counts as done;
+    anything else re-raises the refusal.
+    """
+    iam, a = ctx.clients.iam, op.args
+    if op.kind == "create_role" and err.code == "EntityAlreadyExists":
+        name, trust, duration = a
+        role = aws.get_role(iam(), name)
+        if role is None or not aws.is_managed(role):
+            return False
+        current = policies.parse_document(role.get("AssumeRolePolicyDocument"))
+        wanted = policies.statements(trust)
+        return all(policies.has_statement(current, s) for s in wanted) and (
+            not duration or role.get("MaxSessionDuration") == duration
+        )
+    if op.kind == "create_instance_profile" and err.code == "EntityAlreadyExists":
+        return aws.is_managed(aws.get_instance_profile(iam(), a[0]))
+    if op.kind == "add_role_to_instance_profile" and err.code in ("LimitExceeded", "EntityAlreadyExists"):
+        profile = aws.get_instance_profile(iam(), a[0])
+        return profile is not None and [r["RoleName"] for r in profile.get("Roles", [])] == [a[1]]
+    if op.kind in ("associate", "replace") and err.code in ("IncorrectState", "InvalidAssociationID.NotFound"):
+        instance_id, profile = (a[0], a[1]) if op.kind == "associate" else (a[2] if len(a) > 2 else None, a[1])
+        if instance_id is None:
+            return False
+        assoc = aws.get_association(ctx.clients.ec2(), instance_id)
+        return assoc is not None and aws.profile_name_from_arn(assoc["IamInstanceProfile"]["Arn"]) == profile
+    return False
+
+
 def apply(ctx: Context, diffs: Sequence[Diff], *, dry_run: bool) -> PlanReport:
     if not dry_run:
         for d in diffs:
             for op in d.ops:
-                _apply_op(ctx, op)
+                try:
+                    _apply_op(ctx, op)
+                except AwsError as err:
+                    if not _already_done(ctx, op, err):
+                        raise
     return PlanReport(changes=tuple(d.change for d in diffs), dry_run=dry_run)
 
 
@@ -406,7 +460,7 @@ def diff_association(
             ops=waits if association.get("State") != "associated" else (),
         )
     if state == "running":
-        ops: tuple[Op, ...] = (Op("replace", (association["AssociationId"], profile)),)
+        ops: tuple[Op, ...] = (Op("replace", (association["AssociationId"], profile, instance_id)),)
     else:
         # EC2 only replaces on a running instance (AWS-FACTS.md): disassociate, then associate.
         ops = (Op("disassociate", (association["AssociationId"],)), Op("associate", (instance_id, profile)))
@@ -612,6 +666,14 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
 
     if req.instance_id:
         ec2 = ctx.clients.ec2()
+        if aws.describe_instance(ec2, req.instance_id) is None:
+            # A mistyped id (or the wrong --region) must not pass for "nothing associated" and let teardown
+            # delete a profile that an instance elsewhere still holds.
+            raise UsageError(
+                f"instance {req.instance_id} not found in {ctx.clients.region}",
+                "no such instance",
+                "check --instance-id and --region; nothing was changed",
+            )
         association = aws.get_association(ec2, req.instance_id)
         resource = f"association {req.instance_id}"
         if association is None:

@@ -52,6 +52,8 @@ IAM_INFO_PATH = "latest/meta-data/iam/info"
 CREDENTIALS_PATH = "latest/meta-data/iam/security-credentials/"
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_ATTEMPTS = 1
+MAX_TIMEOUT = 60.0  # botocore sets no upper bound; roleops refuses settings that would stall it for hours
+MAX_ATTEMPTS = 10
 # After a token PUT that was accepted but never answered, IMDSv1 gets this much of the timeout: a real IMDS
 # answers a GET in milliseconds, and a host that is merely silent must not cost a second full timeout.
 V1_PROBE_SHARE = 0.2
@@ -281,16 +283,20 @@ def resolve_settings(
     mode = (endpoint_mode or "ipv4").lower()
     if mode not in ("ipv4", "ipv6"):
         raise UsageError(f"invalid AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE {endpoint_mode!r}", "it is ipv4 or ipv6")
+    timeout_from, attempts_from = "IMDS timeout", "IMDS attempts"  # given as arguments
     if timeout is None:
         timeout = float(config("metadata_service_timeout", "AWS_METADATA_SERVICE_TIMEOUT"))
+        timeout_from = "AWS_METADATA_SERVICE_TIMEOUT"
     if attempts is None:
         attempts = int(config("metadata_service_num_attempts", "AWS_METADATA_SERVICE_NUM_ATTEMPTS"))
+        attempts_from = "AWS_METADATA_SERVICE_NUM_ATTEMPTS"
     if v1_fallback is None:
         v1_fallback = not _truthy(config("ec2_metadata_v1_disabled", "AWS_EC2_METADATA_V1_DISABLED"))
-    if timeout <= 0:
-        raise UsageError(f"invalid IMDS timeout {timeout!r}", "it must be a positive number of seconds")
-    if attempts < 1:
-        raise UsageError(f"invalid IMDS attempts {attempts!r}", "it must be at least 1")
+    # Upper bounds too: every wait roleops makes is bounded, and attempts x timeout is the longest one.
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise UsageError(f"invalid {timeout_from} {timeout:g}", f"use 1 to {MAX_TIMEOUT:g} seconds", "nothing was read")
+    if not 1 <= attempts <= MAX_ATTEMPTS:
+        raise UsageError(f"invalid {attempts_from} {attempts}", f"use 1 to {MAX_ATTEMPTS}", "nothing was read")
 
     # botocore's own choice and validation of the base URL (custom endpoint > ipv6 > ipv4).
     try:
@@ -671,7 +677,7 @@ class ImdsClient:
             doc = json.loads(resp.text)
         except ValueError as err:
             why = (
-                f"{err.msg} at line {err.lineno} column {err.colno}"
+                f"{err.msg} (line {err.lineno}, column {err.colno})"
                 if isinstance(err, json.JSONDecodeError)
                 else "it could not be decoded"
             )

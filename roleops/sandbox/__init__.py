@@ -4,7 +4,9 @@ moto 5.2 alone serves one fixed `default-role` from its metadata endpoint whatev
 association, never checks an IMDS token and has no `iam/info`; with authorization off every
 AssumeRole succeeds. This package wraps moto's server app (in this process, on one 127.0.0.1 port)
 and adds what the walkthrough needs: `/imds/<instance-id>/...`, STS AssumeRole decided by
-roleops.evaluator, `/_roleops/...` control endpoints, and IAM/EC2/IMDS faults.
+roleops.evaluator, `/_roleops/...` control endpoints, and IAM/EC2/IMDS faults. `/_roleops/calls` counts API
+calls (every mutating one by name) and IMDS requests; `/_roleops/hold` holds back one mutating call, so that a
+test can kill its caller at an exact step (see calls.py).
 """
 
 from .faults import Faults

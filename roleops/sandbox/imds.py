@@ -52,9 +52,12 @@ class Imds:
         self.seed = seed
         self._rng = random.Random(seed)
         self._sleep = sleep
+        self.requests = 0  # IMDS requests served, and how many of them the error fault answered 500
+        self.errors = 0
 
     def reset(self) -> None:
         self._rng = random.Random(self.seed)
+        self.requests = self.errors = 0
 
     def __call__(self, environ: dict, instance_id: str, path: str) -> Response:
         faults = self.world.faults
@@ -62,7 +65,9 @@ class Imds:
             self._sleep(faults.imds_latency)  # outside the lock: a slow IMDS must not stall the APIs
         method = environ.get("REQUEST_METHOD", "GET").upper()
         with self.world.lock:
+            self.requests += 1
             if method in ("GET", "HEAD") and faults.imds_error_rate > 0 and self._rng.random() < faults.imds_error_rate:
+                self.errors += 1
                 return text(500, "Internal Server Error")
             return self._answer(environ, method, instance_id, path.lstrip("/"))
 

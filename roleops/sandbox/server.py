@@ -13,6 +13,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import run_wsgi_app
 
+from .calls import CallLog
 from .faults import Faults
 from .imds import Imds
 from .state import ADMIN_POLICY, ADMIN_USER, INSTANCE_TYPE, World, now_utc
@@ -91,6 +92,7 @@ class Sandbox:
         self.world = World(region=region, faults=faults or Faults())
         self.imds = Imds(self.world, seed=seed + 1)
         self._throttle_rng = random.Random(seed)
+        self.calls = CallLog()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._moto_app: Any = None
@@ -132,6 +134,7 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        self.calls.disarm()  # a held request thread must not outlive the server
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -195,9 +198,35 @@ class Sandbox:
             self.world.faults = self.world.faults.replace(**changes)
             return self.world.faults
 
-    def reset(self) -> None:
+    def hold(self, after_mutations: int | None, *, timeout: float = 30.0, apply: bool = False) -> dict[str, Any]:
+        """Hold the mutating IAM/EC2 call that follows the next `after_mutations` ones (None: release and disarm).
+
+        The held request is answered 503 once released (`release()`, a new hold, a reset) or after `timeout`
+        seconds; it is applied first only with `apply` (a response lost after AWS did the work).
+        """
+        self.calls.arm(after_mutations, timeout, apply)
+        return self.calls.hold_json()
+
+    def call_counts(self) -> dict[str, Any]:
+        """API calls since the last reset (throttled ones apart), every mutating one by name, and IMDS requests."""
+        with self.world.lock:
+            imds = {"imds_requests": self.imds.requests, "imds_errors": self.imds.errors}
+        return {**self.calls.calls_json(), **imds}
+
+    def release(self) -> dict[str, Any]:
+        self.calls.disarm()
+        return self.calls.hold_json()
+
+    def reset(self, *, seed: int | None = None) -> None:
         """A fresh account: moto reset, the same admin keys, and as many fresh instances as at start.
-        Fault settings are sandbox settings, not account state: they stay."""
+        Fault settings are sandbox settings, not account state: they stay. Call counts and the hold are the
+        account's: they go. The fault dice restart from `seed` (default: the sandbox's seed)."""
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"seed must be a whole number, not {seed!r}")
+            self.seed = seed
+            self.imds.seed = seed + 1
+        self.calls.reset()
         with self.world.lock:
             self.world.harvest_secrets()
             self._fresh_account(keep_admin_keys=True)
@@ -282,7 +311,20 @@ class Sandbox:
     def _api(self, environ: dict) -> Response:
         request = read_api_request(environ)
         if (throttled := self._throttled(request)) is not None:
+            self.calls.count_throttled()
             return throttled
+        held = self.calls.count(request.service, request.action)
+        if held is None:
+            return self._dispatch(request)
+        self.calls.wait(held)  # outside the world lock: the rest of the sandbox keeps serving
+        if held.apply and self.calls.still_current(held):
+            self._dispatch(request)
+        message = "the sandbox held this request (hold fault)" + ("" if held.apply else "; it was not applied")
+        if request.service == "ec2":
+            return ec2_error(503, "Unavailable", message)
+        return query_error(503, "ServiceUnavailable", message, xmlns=IAM_XMLNS, sender=False)
+
+    def _dispatch(self, request: ApiRequest) -> Response:
         service, action = request.service, request.action
         world = self.world
         with world.lock:
@@ -298,10 +340,27 @@ class Sandbox:
             if service == "ec2" and action == "ModifyInstanceMetadataOptions":
                 self._complete_metadata_options(request)
                 return self._forward(request)
+            if service == "iam" and action == "RemoveRoleFromInstanceProfile":
+                refusal = self._role_not_in_profile(request)
+                if refusal is not None:
+                    return refusal
             response = self._forward(request)
             if response.status == 200 and service == "iam":
                 self._after_iam(request)
             return response
+
+    def _role_not_in_profile(self, request: ApiRequest) -> Response | None:
+        """IAM answers NoSuchEntity for a role the profile does not hold; moto crashes on list.remove."""
+        profile_name, role_name = request.params.get("InstanceProfileName", ""), request.params.get("RoleName", "")
+        profile = self.world.profile_by_name(profile_name)
+        if profile is None or any(r.name == role_name for r in profile.roles):
+            return None  # moto answers a missing profile itself
+        return query_error(
+            404,
+            "NoSuchEntity",
+            f"The role with name {role_name} cannot be found in instance profile {profile_name}.",
+            xmlns=IAM_XMLNS,
+        )
 
     def _after_iam(self, request: ApiRequest) -> None:
         world, params = self.world, request.params
@@ -331,15 +390,28 @@ class Sandbox:
                 f"Invalid IAM Instance Profile {what}",
             )
         instance_id = params.get("InstanceId")
+        replaced = None
         if request.action == "ReplaceIamInstanceProfileAssociation":
             for association in world.ec2().iam_instance_profile_associations.values():
                 if association.association_id == params.get("AssociationId"):
-                    instance_id = association.instance_id
+                    instance_id, replaced = association.instance_id, association
         response = self._forward(request)
+        if response.status == 200 and replaced is not None:
+            response = self._new_association_id(replaced, response)
         if response.status == 200 and instance_id and request.action != "RunInstances":
             world.associated_at[instance_id] = time.monotonic()
             world.associated_wall[instance_id] = now_utc()
         return response
+
+    @staticmethod
+    def _new_association_id(association: Any, response: Response) -> Response:
+        """EC2's Replace makes a new association with a new id (moto keeps the old one): a retried Replace
+        with the old id then fails, as it does on AWS."""
+        from moto.ec2.utils import random_iam_instance_profile_association_id
+
+        old, new = association.association_id, random_iam_instance_profile_association_id()
+        association.association_id = new
+        return Response(response.status, response.body.replace(old.encode(), new.encode()), response.headers)
 
     def _complete_metadata_options(self, request: ApiRequest) -> None:
         # moto replaces ALL metadata options with what the call names (the rest become None);
@@ -368,6 +440,8 @@ class Sandbox:
             "/faults": ("GET", "POST"),
             "/secrets": ("GET",),
             "/reset": ("POST",),
+            "/calls": ("GET",),
+            "/hold": ("GET", "POST"),
         }
         if route not in allowed:
             return json_response(404, {"error": f"no such control endpoint: {path}", "endpoints": sorted(allowed)})
@@ -394,8 +468,32 @@ class Sandbox:
             return json_response(200, self.faults.to_json())
         if route == "/secrets":
             return json_response(200, {"secrets": sorted(self.issued_secrets())})
-        self.reset()
-        return json_response(200, self.info())
+        if route == "/reset":
+            try:
+                body = read_json_body(environ)
+                if not isinstance(body, dict) or set(body) - {"seed"}:
+                    raise ValueError('the body must be empty or {"seed": N}')
+                self.reset(seed=body.get("seed"))
+            except ValueError as exc:
+                return json_response(400, {"error": str(exc)})
+            return json_response(200, self.info())
+        if route == "/calls":
+            return json_response(200, self.call_counts())
+        if route == "/hold":
+            if method == "POST":
+                try:
+                    body = read_json_body(environ)
+                    if not isinstance(body, dict) or set(body) - {"after_mutations", "timeout", "apply"}:
+                        raise ValueError('the body must be {"after_mutations": N|null, "timeout": S, "apply": B}')
+                    self.hold(
+                        body.get("after_mutations"),
+                        timeout=body.get("timeout", 30.0),
+                        apply=body.get("apply", False),
+                    )
+                except ValueError as exc:
+                    return json_response(400, {"error": str(exc)})
+            return json_response(200, self.calls.hold_json())
+        raise AssertionError(f"unrouted control endpoint {route}")  # every route in `allowed` is handled above
 
 
 def _default_image_id(ec2: Any) -> str:
