@@ -66,25 +66,6 @@ ALLOW_ASSUME = {
     ],
 }
 
-# An API name starting with one of these changes the account (the same list as the moto tests use).
-MUTATING_PREFIXES = (
-    "Create",
-    "Put",
-    "Update",
-    "Delete",
-    "Add",
-    "Remove",
-    "Associate",
-    "Disassociate",
-    "Replace",
-    "Modify",
-    "Attach",
-    "Detach",
-    "Tag",
-    "Untag",
-    "Run",
-    "Terminate",
-)
 
 # When curl is missing: one tiny python process per call, like curl (method, URL, "Header: value"...).
 _URLLIB_CURL = (
@@ -378,17 +359,21 @@ class Bench:
 @dataclass
 class CallLog:
     calls: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
     sends: int = 0
 
     def on_call(self, model: Any = None, **_: Any) -> None:
         self.calls.append(model.name)  # once per API operation, before any retry
+        self.services.append(model.service_model.service_name)
 
     def on_send(self, **_: Any) -> None:
         self.sends += 1  # once per HTTP attempt: retries show up here
 
     @property
     def mutating(self) -> list[str]:
-        return [c for c in self.calls if c.startswith(MUTATING_PREFIXES)]
+        from roleops.aws import is_mutating
+
+        return [c for s, c in zip(self.services, self.calls, strict=True) if is_mutating(s, c)]
 
 
 @contextlib.contextmanager

@@ -132,6 +132,27 @@ def _first_line(text: str) -> str:
     return redact((text.strip().splitlines() or [""])[0])[:300]
 
 
+# API actions that change account state, by the first word of the action name. STS is not here: AssumeRole
+# mints a session but changes nothing in the account.
+MUTATING_PREFIXES: dict[str, tuple[str, ...]] = {
+    "iam": (
+        "Add", "Attach", "Change", "Create", "Deactivate", "Delete", "Detach", "Enable", "Disable", "Put",
+        "Remove", "Reset", "Resync", "Set", "Tag", "Untag", "Update", "Upload",
+    ),
+    "ec2": (
+        "Allocate", "Assign", "Associate", "Attach", "Authorize", "Create", "Delete", "Deregister", "Detach",
+        "Disable", "Disassociate", "Enable", "Import", "Modify", "Reboot", "Register", "Release", "Replace",
+        "Reset", "Revoke", "Run", "Start", "Stop", "Terminate", "Unassign",
+    ),
+}  # fmt: skip
+
+
+def is_mutating(service: str | None, action: str | None) -> bool:
+    if not service or not action:
+        return False
+    return action.startswith(MUTATING_PREFIXES.get(service, ()))
+
+
 def managed_tags() -> list[dict[str, str]]:
     return [{"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE}]
 

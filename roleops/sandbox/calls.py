@@ -15,28 +15,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-# API actions that change account state, by the first word of the action name. STS is not here: AssumeRole
-# mints a session but changes nothing in the account.
-MUTATING_PREFIXES: dict[str, tuple[str, ...]] = {
-    "iam": (
-        "Add", "Attach", "Change", "Create", "Deactivate", "Delete", "Detach", "Enable", "Disable", "Put",
-        "Remove", "Reset", "Resync", "Set", "Tag", "Untag", "Update", "Upload",
-    ),
-    "ec2": (
-        "Allocate", "Assign", "Associate", "Attach", "Authorize", "Create", "Delete", "Deregister", "Detach",
-        "Disable", "Disassociate", "Enable", "Import", "Modify", "Reboot", "Register", "Release", "Replace",
-        "Reset", "Revoke", "Run", "Start", "Stop", "Terminate", "Unassign",
-    ),
-}  # fmt: skip
+from roleops.aws import is_mutating
+
 DEFAULT_HOLD_SECONDS = 30.0
 MAX_HOLD_SECONDS = 300.0  # a forgotten hold must not pin a request thread for long
 MAX_LOGGED = 1000  # the mutating-call log keeps the newest entries only
-
-
-def is_mutating(service: str | None, action: str | None) -> bool:
-    if not service or not action:
-        return False
-    return action.startswith(MUTATING_PREFIXES.get(service, ()))
 
 
 @dataclass(frozen=True)

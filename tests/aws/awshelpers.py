@@ -11,29 +11,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from roleops.aws import is_mutating
 from roleops.clients import Clients
 from roleops.converge import Context
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-MUTATING_PREFIXES = (
-    "Create",
-    "Put",
-    "Update",
-    "Delete",
-    "Add",
-    "Remove",
-    "Associate",
-    "Disassociate",
-    "Replace",
-    "Modify",
-    "Attach",
-    "Detach",
-    "Tag",
-    "Untag",
-    "Run",
-    "Terminate",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -54,16 +36,19 @@ class CallLog:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.services: list[str] = []
 
     def __call__(self, model: Any = None, **_: Any) -> None:
         self.calls.append(model.name)
+        self.services.append(model.service_model.service_name)
 
     @property
     def mutating(self) -> list[str]:
-        return [c for c in self.calls if c.startswith(MUTATING_PREFIXES)]
+        return [c for s, c in zip(self.services, self.calls, strict=True) if is_mutating(s, c)]
 
     def clear(self) -> None:
         self.calls.clear()
+        self.services.clear()
 
 
 @pytest.fixture
