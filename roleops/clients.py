@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # boto3 is imported lazily so that `roleops --help` stays fast
@@ -37,12 +38,16 @@ class Clients:
         region: str | None = None,
         max_attempts: int | None = None,
         event_hooks: list[tuple[str, Any]] | None = None,
+        credentials: Mapping[str, str | None] | None = None,
     ) -> None:
+        """`credentials` (aws_access_key_id, aws_secret_access_key, aws_session_token) sign this object's
+        clients instead of the session's own chain; verify uses it to test exact keys on one shared session."""
         self.session = session
         self.endpoint_url = endpoint_url
         self.region = region or session.region_name or "us-east-1"
         self.max_attempts = max_attempts
         self._event_hooks = event_hooks or []
+        self._credentials = {k: v for k, v in (credentials or {}).items() if v is not None}
         self._cache: dict[tuple[str, str], Any] = {}
         self._sliced = False
 
@@ -111,6 +116,7 @@ class Clients:
             kwargs: dict[str, Any] = {"region_name": region, "config": self.config()}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
+            kwargs.update(self._credentials)
             client = self.session.client(service, **kwargs)
             for event, handler in self._event_hooks:
                 client.meta.events.register(event, handler)

@@ -206,14 +206,14 @@ def make_sts(
     session_token: str | None,
     region: str,
     endpoint_url: str | None,
+    base_session: boto3.Session | None = None,
 ) -> Any:
-    """An STS client that signs with exactly these keys (never the default chain), at `region`'s endpoint."""
-    session = session_factory(
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        aws_session_token=session_token,
-        region_name=region,
-    )
+    """An STS client that signs with exactly these keys (never the default chain), at `region`'s endpoint.
+
+    The keys go to the client, not the session, so one session serves every set of keys of a run (a botocore
+    session costs its own endpoint data and model parsing on its first client: bench/).
+    """
+    session = base_session if base_session is not None else session_factory(region_name=region)
     core = getattr(session, "_session", None)
     if core is not None:  # regional STS even if AWS_STS_REGIONAL_ENDPOINTS=legacy: the instance's region
         core.set_config_variable("sts_regional_endpoints", "regional")
@@ -221,7 +221,12 @@ def make_sts(
         from roleops.clients import Clients
 
         clients_factory = Clients
-    return clients_factory(session, endpoint_url=endpoint_url, region=region).sts(region)
+    keys = {
+        "aws_access_key_id": access_key_id,
+        "aws_secret_access_key": secret_access_key,
+        "aws_session_token": session_token,
+    }
+    return clients_factory(session, endpoint_url=endpoint_url, region=region, credentials=keys).sts(region)
 
 
 def chained_duration(duration: int | None) -> tuple[int | None, str]:
@@ -277,6 +282,7 @@ class _Verifier:
         self.opts = opts
         self.imds = imds
         self.session_factory = session_factory
+        self._base: boto3.Session | None = None
         self.clients_factory = clients_factory
         self.on_step = on_step
         self.now = now
@@ -304,6 +310,13 @@ class _Verifier:
         what = "was skipped" if waited_status is Status.SKIP else "failed"
         self.emit(step, Status.SKIP, f"skipped: waits on step '{waited_on}', which {what}")
 
+    def base_session(self) -> boto3.Session:
+        """One session for the whole walk: the default-chain check asks it for credentials; STS clients get
+        explicit keys on top of it."""
+        if self._base is None:
+            self._base = self.session_factory(profile_name=self.opts.profile)
+        return self._base
+
     def sts(self, access_key_id: str, secret: str, token: str | None, region: str) -> Any:
         return make_sts(
             self.session_factory,
@@ -313,6 +326,7 @@ class _Verifier:
             session_token=token,
             region=region,
             endpoint_url=self.opts.endpoint_url,
+            base_session=self.base_session(),
         )
 
     def hint_setup(self, role: str) -> str:
@@ -542,7 +556,7 @@ class _Verifier:
         key = ctx.credentials.access_key_id
         pointed = ""
         try:
-            session = self.session_factory(profile_name=self.opts.profile)
+            session = self.base_session()
             core = getattr(session, "_session", None)
             if core is not None and self.imds.settings.endpoint_explicit:
                 # roleops was pointed at this endpoint on its command line; ask boto3 the same question there.
