@@ -508,23 +508,31 @@ class _Verifier:
 
     # --- caller ---
 
-    def step_caller(self, ctx: InstanceContext) -> Any | None:
-        """GetCallerIdentity with exactly the instance credentials; returns their STS client if it passed."""
+    def _check_caller(
+        self,
+        step: str,
+        what: str,
+        keys: tuple[str, str, str | None],
+        *,
+        region: str,
+        expected_arn: str,
+        expiration: datetime | None,
+        mismatch_hint: str,
+    ) -> Any | None:
+        """GetCallerIdentity with exactly these keys; PASS when STS names `expected_arn`. Returns the client."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        creds = ctx.credentials
-        masked = mask_key(creds.access_key_id)
-        assert creds.access_key_id and creds.secret_access_key
+        masked = mask_key(keys[0])
         try:
-            sts = self.sts(creds.access_key_id, creds.secret_access_key, creds.session_token, ctx.region)
+            sts = self.sts(*keys, region)
             resp = sts.get_caller_identity()
         except (ClientError, BotoCoreError) as err:
             code, msg = client_error_parts(err)
             self.emit(
-                STEP_CALLER,
+                step,
                 Status.FAIL,
-                f"sts:GetCallerIdentity with the instance credentials ({masked}) failed: {code}: {msg}",
-                sts_hint(code, msg, ctx.region),
+                f"sts:GetCallerIdentity with the {what} ({masked}) failed: {code}: {msg}",
+                sts_hint(code, msg, region),
             )
             return None
         identity = Identity(
@@ -533,20 +541,34 @@ class _Verifier:
             user_id=resp.get("UserId"),
             arn=resp.get("Arn"),
             access_key_id=masked,
-            expiration=creds.expiration,
+            expiration=expiration,
         )
-        if resp.get("Arn") != ctx.session_arn:
+        if resp.get("Arn") != expected_arn:
             self.emit(
-                STEP_CALLER,
+                step,
                 Status.FAIL,
-                f"STS says the instance credentials are {resp.get('Arn')}; expected {ctx.session_arn}",
-                "what answers at the metadata endpoint is not serving this instance's role session: check "
-                f"{self.imds.endpoint} and the instance's profile association",
+                f"STS says the {what} are {resp.get('Arn')}; expected {expected_arn}",
+                mismatch_hint,
                 identity,
             )
             return None
-        self.emit(STEP_CALLER, Status.PASS, f"the instance credentials are {resp['Arn']}", identity=identity)
+        self.emit(step, Status.PASS, f"the {what} are {resp['Arn']}", identity=identity)
         return sts
+
+    def step_caller(self, ctx: InstanceContext) -> Any | None:
+        """GetCallerIdentity with exactly the instance credentials; returns their STS client if it passed."""
+        creds = ctx.credentials
+        assert creds.access_key_id and creds.secret_access_key
+        return self._check_caller(
+            STEP_CALLER,
+            "instance credentials",
+            (creds.access_key_id, creds.secret_access_key, creds.session_token),
+            region=ctx.region,
+            expected_arn=ctx.session_arn,
+            expiration=creds.expiration,
+            mismatch_hint="what answers at the metadata endpoint is not serving this instance's role session: check "
+            f"{self.imds.endpoint} and the instance's profile association",
+        )
 
     # --- default chain ---
 
@@ -667,45 +689,21 @@ class _Verifier:
         return resp
 
     def step_assumed_caller(self, ctx: InstanceContext, step: str, target_arn: str, assumed: dict[str, Any]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         from roleops.validate import role_arn_parts
 
         creds = assumed["Credentials"]
-        masked = mask_key(creds.get("AccessKeyId"))
         partition, account, _path, name = role_arn_parts(target_arn)
-        expected = f"arn:{partition}:sts::{account}:assumed-role/{name}/{self.opts.session_name}"
-        try:
-            sts = self.sts(creds["AccessKeyId"], creds["SecretAccessKey"], creds.get("SessionToken"), ctx.region)
-            resp = sts.get_caller_identity()
-        except (ClientError, BotoCoreError) as err:
-            code, msg = client_error_parts(err)
-            self.emit(
-                step,
-                Status.FAIL,
-                f"sts:GetCallerIdentity with the assumed credentials ({masked}) failed: {code}: {msg}",
-                sts_hint(code, msg, ctx.region),
-            )
-            return
         expiration = creds.get("Expiration")
-        identity = Identity(
-            source=SOURCE_CALLER,
-            account=resp.get("Account"),
-            user_id=resp.get("UserId"),
-            arn=resp.get("Arn"),
-            access_key_id=masked,
+        self._check_caller(
+            step,
+            "assumed credentials",
+            (creds["AccessKeyId"], creds["SecretAccessKey"], creds.get("SessionToken")),
+            region=ctx.region,
+            expected_arn=f"arn:{partition}:sts::{account}:assumed-role/{name}/{self.opts.session_name}",
             expiration=expiration if isinstance(expiration, datetime) else None,
+            mismatch_hint="the credentials AssumeRole returned are not a session of the target role: "
+            "check --endpoint-url",
         )
-        if resp.get("Arn") != expected:
-            self.emit(
-                step,
-                Status.FAIL,
-                f"STS says the assumed credentials are {resp.get('Arn')}; expected {expected}",
-                "the credentials AssumeRole returned are not a session of the target role: check --endpoint-url",
-                identity,
-            )
-            return
-        self.emit(step, Status.PASS, f"the assumed credentials are {resp['Arn']}", identity=identity)
 
 
 def run_verify(
