@@ -274,22 +274,6 @@ def delete_instance_profile(iam: Any, name: str) -> None:
     call(iam, "delete_instance_profile", not_found=NOT_FOUND, InstanceProfileName=name)
 
 
-def wait_instance_profile_exists(iam: Any, name: str, *, delay: int = 1, max_attempts: int = 40) -> None:
-    """boto3's own waiter; it proves existence, not usability (EC2 may still refuse the profile)."""
-    from botocore.exceptions import WaiterError
-
-    try:
-        iam.get_waiter("instance_profile_exists").wait(
-            InstanceProfileName=name, WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts}
-        )
-    except WaiterError as err:
-        raise EnvironmentProblem(
-            f"instance profile {name} did not appear",
-            str(err.last_response.get("Error", {}).get("Code", "")),
-            "re-run in a minute",
-        ) from err
-
-
 # --- EC2 -----------------------------------------------------------------------------------------
 
 

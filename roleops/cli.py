@@ -181,29 +181,6 @@ def make_session(args: argparse.Namespace, **overrides: Any) -> Any:
         ) from err
 
 
-class SessionFactory:
-    """Sessions for one command run that share one botocore data loader.
-
-    verify and creds need several sessions (the instance's keys, the assumed keys, the default chain); each
-    keeps its own credentials, but a fresh botocore session re-parses service models, endpoint data and rule
-    sets on its first client. Sharing the loader makes that happen once per process (bench/: ~70 ms a session).
-    """
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self._loader: Any = None
-
-    def __call__(self, **overrides: Any) -> Any:
-        import botocore.session
-
-        core = botocore.session.Session()
-        if self._loader is None:
-            self._loader = core.get_component("data_loader")
-        else:
-            core.register_component("data_loader", self._loader)
-        return make_session(self.args, botocore_session=core, **overrides)
-
-
 def make_clients(args: argparse.Namespace, session: Any = None) -> Any:
     from roleops.clients import Clients
 
@@ -330,7 +307,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         profile=args.profile,
     )
     renderer = _renderer(args)
-    report = run_verify(opts, imds=_imds(args), session_factory=SessionFactory(args), on_step=renderer.identity)
+    report = run_verify(
+        opts, imds=_imds(args), session_factory=lambda **kw: make_session(args, **kw), on_step=renderer.identity
+    )
     renderer.verify(report)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
@@ -343,7 +322,7 @@ def cmd_creds(args: argparse.Namespace) -> int:
 
     creds = get_credentials(
         imds=_imds(args),
-        session_factory=SessionFactory(args),
+        session_factory=lambda **kw: make_session(args, **kw),
         assume=args.assume[0] if args.assume else None,
         session_name=args.session_name,
         external_id=args.external_id,

@@ -98,10 +98,6 @@ def normalise_statement(stmt: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def statements_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    return normalise_statement(a) == normalise_statement(b)
-
-
 def documents_equal(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
     """Same statements (in any order, any form), ignoring Sids and formatting."""
     na = sorted(repr(sorted(normalise_statement(s).items())) for s in statements(a))
@@ -146,13 +142,6 @@ def merge_statement(doc: Mapping[str, Any] | None, wanted: Statement) -> Documen
     return base
 
 
-def remove_statement(doc: Mapping[str, Any], unwanted: Statement) -> Document:
-    """Drop statements structurally equal to `unwanted` (only ever one roleops added itself)."""
-    base = copy.deepcopy(dict(doc))
-    base["Statement"] = [s for s in statements(base) if not statements_equal(s, unwanted)]
-    return base
-
-
 def principals(doc: Mapping[str, Any] | None, kind: str = "AWS") -> list[str]:
     """Every principal of one kind (AWS, Service, Federated) named by Allow statements."""
     found: list[str] = []
@@ -167,7 +156,3 @@ def principals(doc: Mapping[str, Any] | None, kind: str = "AWS") -> list[str]:
         if value is not None:
             found.extend([value] if isinstance(value, str) else value)
     return found
-
-
-def to_json(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=False)

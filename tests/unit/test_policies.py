@@ -105,12 +105,6 @@ def test_merge_adds_once_keeps_others_and_version() -> None:
     assert doc == {"Version": "2008-10-17", "Statement": other}  # the input is not mutated
 
 
-def test_remove_statement_only_removes_an_equal_one() -> None:
-    keep = {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": "sts:AssumeRole"}
-    doc = policies.trust_policy(keep, policies.role_trust_statement(ROLE))
-    assert policies.remove_statement(doc, policies.role_trust_statement(ROLE))["Statement"] == [keep]
-
-
 def test_parse_document_accepts_dicts_json_and_url_encoded_json() -> None:
     doc = example("ec2-trust-policy.json")
     text = json.dumps(doc)
