@@ -391,29 +391,29 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
 def run_counted(argv: Sequence[str], env: dict[str, str]) -> tuple[int, str, CallLog]:
     """`roleops.cli.main(argv)` in this process; every botocore session it creates gets the counting hooks.
 
-    boto3.Session builds its botocore session through botocore.session.get_session(), and clients copy the
-    session's handlers when they are made, so a hook on each new session sees every call of every client.
+    Every session, boto3's included, is a botocore.session.Session, and clients copy the session's handlers when
+    they are made, so a hook on each new session sees every call of every client.
     """
     import botocore.session
 
     from roleops.cli import main
 
     log = CallLog()
-    original = botocore.session.get_session
+    session_class = botocore.session.Session
+    original = session_class.__init__
 
-    def get_session(env_vars: Any = None) -> Any:
-        session = original(env_vars)
-        session.register("before-call", log.on_call)
-        session.register("before-send", log.on_send)
-        return session
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.register("before-call", log.on_call)
+        self.register("before-send", log.on_send)
 
     out, err = io.StringIO(), io.StringIO()
-    botocore.session.get_session = get_session
+    session_class.__init__ = init  # type: ignore[method-assign]
     try:
         with _environ(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(list(argv))
     finally:
-        botocore.session.get_session = original
+        session_class.__init__ = original  # type: ignore[method-assign]
     return code, out.getvalue(), log
 
 

@@ -1,6 +1,6 @@
 """Command line (composition root): parses arguments, builds sessions and clients, maps errors to exit codes.
 
-Only this module (and scripts/, examples/) creates boto3 sessions. Heavy imports (boto3, rich) happen inside
+Only this module (and scripts/, examples/) creates sessions. Heavy imports (botocore, rich) happen inside
 the command functions so that `roleops --help` stays fast.
 """
 
@@ -159,17 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
 # --- composition root --------------------------------------------------------------------------------
 
 
-def make_session(args: argparse.Namespace, **overrides: Any) -> Any:
-    import boto3
+def make_session(args: argparse.Namespace) -> Any:
+    """The one botocore Session of a command, for --profile and --region.
+
+    botocore's, not boto3's: boto3.Session is a thin wrapper whose clients are the same botocore calls, and roleops
+    uses nothing else of boto3; not importing it saves ~13 ms per command (bench/).
+    """
+    import botocore.session
     from botocore.exceptions import ConfigParseError, ProfileNotFound
 
-    kwargs: dict[str, Any] = {"profile_name": args.profile, "region_name": args.region}
-    kwargs.update(overrides)
     try:
-        return boto3.Session(**kwargs)
+        session = botocore.session.Session(profile=args.profile)
+        if args.region is not None:
+            session.set_config_variable("region", args.region)
+        session.get_scoped_config()  # a missing profile or an unreadable config file fails here, before any call
     except ProfileNotFound as err:
         raise UsageError(
-            f"profile {kwargs['profile_name']!r} not found",
+            f"profile {err.kwargs.get('profile', args.profile)!r} not found",  # --profile or AWS_PROFILE
             "it is not in ~/.aws/config",
             "check --profile / AWS_PROFILE",
         ) from err
@@ -179,6 +185,7 @@ def make_session(args: argparse.Namespace, **overrides: Any) -> Any:
             str(err),
             "fix it, or point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at a valid one; nothing was changed",
         ) from err
+    return session
 
 
 def make_clients(args: argparse.Namespace, session: Any = None) -> Any:
@@ -282,11 +289,11 @@ def _on_instance_inputs(args: argparse.Namespace) -> dict[str, Any]:
     return {"duration": duration}
 
 
-def _imds(args: argparse.Namespace) -> Any:
+def _imds(args: argparse.Namespace, session: Any) -> Any:
     from roleops.imds import ImdsClient
 
-    # The profile in use also carries IMDS settings (metadata_service_timeout, ...), as botocore reads them.
-    return ImdsClient(args.imds_endpoint, v1_fallback=False if args.no_imdsv1 else None, profile=args.profile)
+    # The session's profile also carries IMDS settings (metadata_service_timeout, ...), as botocore reads them.
+    return ImdsClient(args.imds_endpoint, v1_fallback=False if args.no_imdsv1 else None, session=session)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -307,9 +314,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         profile=args.profile,
     )
     renderer = _renderer(args)
-    report = run_verify(
-        opts, imds=_imds(args), session_factory=lambda **kw: make_session(args, **kw), on_step=renderer.identity
-    )
+    session = make_session(args)
+    report = run_verify(opts, imds=_imds(args, session), session=session, on_step=renderer.identity)
     renderer.verify(report)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
@@ -320,9 +326,10 @@ def cmd_creds(args: argparse.Namespace) -> int:
         raise UsageError("creds takes one --assume", "it prints one set of credentials", "give one role ARN")
     from roleops.creds import format_credentials, get_credentials
 
+    session = make_session(args)
     creds = get_credentials(
-        imds=_imds(args),
-        session_factory=lambda **kw: make_session(args, **kw),
+        imds=_imds(args, session),
+        session=session,
         assume=args.assume[0] if args.assume else None,
         session_name=args.session_name,
         external_id=args.external_id,

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # boto3 is imported lazily so that `roleops --help` stays fast
-    import boto3
+if TYPE_CHECKING:  # boto3 and botocore are imported lazily so that `roleops --help` stays fast
+    from typing import TypeAlias
 
-# Slices of botocore models holding only the operations roleops calls (EC2's full model costs ~100 ms).
-MODEL_SLICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    import boto3
+    import botocore.session
+
+    # What roleops accepts as a session: boto3's (scripts, examples, tests) or the botocore one it wraps (the CLI).
+    Session: TypeAlias = "boto3.Session | botocore.session.Session"
+
+_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+# Slices of botocore data (scripts/slice_botocore_model.py): models holding only the operations roleops calls
+# (EC2's full model costs ~100 ms), and endpoints.json listing only iam, ec2 and sts (the full file ~14 ms).
+MODEL_SLICES = os.path.join(_DATA, "models")
+ENDPOINTS_SLICE = os.path.join(_DATA, "endpoints")
 DEFAULT_RETRY_MODE = "standard"
 # Total attempts per call (the first try included). botocore's standard mode defaults to 3; its legacy mode, and
 # roleops before the reliability suite, to 5. With 30 % of calls throttled, 5 attempts lose a call with
@@ -23,8 +34,51 @@ MAX_ATTEMPTS_LIMIT = 25  # what roleops accepts from AWS_MAX_ATTEMPTS / max_atte
 RETRY_MODES = ("legacy", "standard", "adaptive")
 
 
+def core_session(session: Session) -> botocore.session.Session:
+    """The botocore Session under a boto3 Session, or the botocore Session itself."""
+    return getattr(session, "_session", session)
+
+
+def endpoints_slice_usable(search_paths: Sequence[str]) -> bool:
+    """True when roleops' endpoints.json slice was cut from the very file botocore would load from `search_paths`.
+
+    A user's own endpoints.json (~/.aws/models, AWS_DATA_PATH) or another botocore release wins over the slice.
+    """
+    try:
+        with open(os.path.join(ENDPOINTS_SLICE, "source.json"), encoding="utf-8") as fp:
+            recorded = json.load(fp)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    for path in search_paths:
+        if path == ENDPOINTS_SLICE:
+            continue
+        # botocore's JSONFileLoader tries endpoints.json, then endpoints.json.gz, in each path in order.
+        plain, packed = os.path.join(path, "endpoints.json"), os.path.join(path, "endpoints.json.gz")
+        if os.path.isfile(plain):
+            with open(plain, "rb") as fp:
+                return hashlib.sha256(fp.read()).hexdigest() == recorded
+        if os.path.isfile(packed):
+            return False
+    return False
+
+
+def use_data_slices(session: Session) -> None:
+    """Put roleops/data/ slices first on this session's data search path, before its first client.
+
+    Only this session is affected; ROLEOPS_FULL_MODELS=1 turns it off.
+    """
+    if os.environ.get("ROLEOPS_FULL_MODELS"):
+        return
+    loader = core_session(session).get_component("data_loader")
+    paths = loader.search_paths
+    if MODEL_SLICES not in paths:
+        paths.insert(0, MODEL_SLICES)
+    if ENDPOINTS_SLICE not in paths and endpoints_slice_usable(paths):
+        paths.insert(0, ENDPOINTS_SLICE)
+
+
 class Clients:
-    """Holds a boto3 Session and hands out cached clients.
+    """Holds a session (boto3's or botocore's) and hands out cached clients.
 
     Throttling and 5xx retries are botocore's job (standard mode, DEFAULT_MAX_ATTEMPTS, unless AWS_RETRY_MODE /
     AWS_MAX_ATTEMPTS or the profile say otherwise); roleops never loops on them itself.
@@ -32,7 +86,7 @@ class Clients:
 
     def __init__(
         self,
-        session: boto3.Session,
+        session: Session,
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
@@ -44,7 +98,7 @@ class Clients:
         clients instead of the session's own chain; verify uses it to test exact keys on one shared session."""
         self.session = session
         self.endpoint_url = endpoint_url
-        self.region = region or session.region_name or "us-east-1"
+        self.region = region or core_session(session).get_config_variable("region") or "us-east-1"
         self.max_attempts = max_attempts
         self._event_hooks = event_hooks or []
         self._credentials = {k: v for k, v in (credentials or {}).items() if v is not None}
@@ -88,36 +142,29 @@ class Clients:
         return mode, attempts
 
     def _scoped_config(self) -> dict[str, Any]:
-        core = getattr(self.session, "_session", self.session)
+        core = core_session(self.session)
         try:
             scoped = core.get_scoped_config()
         except Exception:  # noqa: BLE001 - a missing profile is reported where the client is made; no default here
             return {}
         return scoped if isinstance(scoped, dict) else {}
 
-    def _use_model_slices(self) -> None:
-        """Put roleops/data/ first on this session's model search path (see scripts/slice_botocore_model.py).
-
-        Only this session is affected; ROLEOPS_FULL_MODELS=1 turns it off.
-        """
-        if self._sliced or os.environ.get("ROLEOPS_FULL_MODELS"):
-            return
-        self._sliced = True
-        core = getattr(self.session, "_session", self.session)  # boto3.Session wraps a botocore session
-        loader = core.get_component("data_loader")
-        if MODEL_SLICES not in loader.search_paths:
-            loader.search_paths.insert(0, MODEL_SLICES)
+    def _use_data_slices(self) -> None:
+        if not self._sliced:
+            self._sliced = True
+            use_data_slices(self.session)
 
     def client(self, service: str, region: str | None = None) -> Any:
         region = region or self.region
         key = (service, region)
         if key not in self._cache:
-            self._use_model_slices()
+            self._use_data_slices()
             kwargs: dict[str, Any] = {"region_name": region, "config": self.config()}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
             kwargs.update(self._credentials)
-            client = self.session.client(service, **kwargs)
+            # boto3.Session.client is this same call on the botocore session it wraps.
+            client = core_session(self.session).create_client(service, **kwargs)
             for event, handler in self._event_hooks:
                 client.meta.events.register(event, handler)
             self._cache[key] = client
@@ -125,8 +172,9 @@ class Clients:
 
     def partition(self) -> str:
         """aws, aws-cn or aws-us-gov, from botocore's own endpoint data (no call)."""
+        self._use_data_slices()
         try:
-            return self.session.get_partition_for_region(self.region) or "aws"
+            return core_session(self.session).get_partition_for_region(self.region) or "aws"
         except Exception:  # noqa: BLE001 - an unknown region: the commercial partition is the sane default
             return "aws"
 

@@ -24,10 +24,8 @@ from roleops.verify import (
     sts_hint,
 )
 
-if TYPE_CHECKING:  # boto3 is imported lazily so that `roleops --help` stays fast
-    import boto3
-
-    from roleops.clients import Clients
+if TYPE_CHECKING:  # botocore is imported lazily so that `roleops --help` stays fast
+    from roleops.clients import Clients, Session
     from roleops.imds import ImdsClient
 
 FORMATS = ("env", "env-no-export", "json", "process")
@@ -80,7 +78,7 @@ def _validate(assume: str | None, session_name: str, external_id: str | None, du
 def get_credentials(
     *,
     imds: ImdsClient,
-    session_factory: Callable[..., boto3.Session],
+    session: Session,
     assume: str | None = None,
     session_name: str = DEFAULT_SESSION_NAME,
     external_id: str | None = None,
@@ -148,7 +146,7 @@ def get_credentials(
         kwargs["DurationSeconds"] = duration
     try:
         sts = make_sts(
-            session_factory,
+            session,
             clients_factory,
             access_key_id=doc.access_key_id,
             secret_access_key=doc.secret_access_key,

@@ -156,7 +156,8 @@ def run_demo(
             assume=(target_arn,), session_name=SESSION_NAME, expect_role=INSTANCE_ROLE, endpoint_url=sb.endpoint_url
         )
         with _instance_environment(instance.metadata_endpoint):
-            report = run_verify(opts, imds=imds, session_factory=lambda **kw: boto3.Session(**kw), on_step=r.identity)
+            # Made inside the instance environment: the default-chain check reads it as an instance would.
+            report = run_verify(opts, imds=imds, session=boto3.Session(), on_step=r.identity)
         story[-1]["verify"] = report.to_json()
         if not r.json_mode:
             r.verify(report)

@@ -251,16 +251,24 @@ def resolve_settings(
     v1_fallback: bool | None = None,
     endpoint_mode: str | None = None,
     profile: str | None = None,
+    session: Any = None,
 ) -> ImdsSettings:
-    """Fill every None from botocore's configuration (environment, then the config profile)."""
+    """Fill every None from botocore's configuration (environment, then the config profile).
+
+    `session` (boto3's or botocore's) is read when given, so a command reads its configuration once;
+    otherwise a botocore session for `profile` is made.
+    """
     from botocore.exceptions import BotoCoreError, InvalidIMDSEndpointError
     from botocore.utils import IMDSFetcher
 
     core = None
     if endpoint is None or timeout is None or attempts is None or v1_fallback is None or endpoint_mode is None:
-        import botocore.session
+        if session is not None:
+            core = getattr(session, "_session", session)  # boto3.Session wraps a botocore session
+        else:
+            import botocore.session
 
-        core = botocore.session.Session(profile=profile)
+            core = botocore.session.Session(profile=profile)
 
     def config(name: str, env_name: str) -> Any:
         assert core is not None
@@ -343,6 +351,7 @@ class ImdsClient:
         v1_fallback: bool | None = None,
         endpoint_mode: str | None = None,
         profile: str | None = None,
+        session: Any = None,
     ) -> None:
         self.settings = resolve_settings(
             endpoint,
@@ -351,6 +360,7 @@ class ImdsClient:
             v1_fallback=v1_fallback,
             endpoint_mode=endpoint_mode,
             profile=profile,
+            session=session,
         )
         self._http: URLLib3Session | None = None
         self._probe_http: URLLib3Session | None = None

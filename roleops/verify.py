@@ -17,10 +17,8 @@ from roleops.errors import UsageError
 from roleops.imds import ImdsClient, ImdsError, ImdsUnreachable, RoleCredentials
 from roleops.results import Identity, Status, StepResult, VerifyReport, iso_z, mask_key
 
-if TYPE_CHECKING:  # boto3 is imported lazily so that `roleops --help` stays fast
-    import boto3
-
-    from roleops.clients import Clients
+if TYPE_CHECKING:  # botocore is imported lazily so that `roleops --help` stays fast
+    from roleops.clients import Clients, Session
 
 STEP_IMDS = "imds"
 STEP_CALLER = "caller"
@@ -198,7 +196,7 @@ def sts_hint(code: str, message: str, region: str) -> str:
 
 
 def make_sts(
-    session_factory: Callable[..., boto3.Session],
+    session: Session,
     clients_factory: Callable[..., Clients] | None,
     *,
     access_key_id: str,
@@ -206,20 +204,17 @@ def make_sts(
     session_token: str | None,
     region: str,
     endpoint_url: str | None,
-    base_session: boto3.Session | None = None,
 ) -> Any:
     """An STS client that signs with exactly these keys (never the default chain), at `region`'s endpoint.
 
     The keys go to the client, not the session, so one session serves every set of keys of a run (a botocore
     session costs its own endpoint data and model parsing on its first client: bench/).
     """
-    session = base_session if base_session is not None else session_factory(region_name=region)
-    core = getattr(session, "_session", None)
-    if core is not None:  # regional STS even if AWS_STS_REGIONAL_ENDPOINTS=legacy: the instance's region
-        core.set_config_variable("sts_regional_endpoints", "regional")
-    if clients_factory is None:
-        from roleops.clients import Clients
+    from roleops.clients import Clients, core_session
 
+    # Regional STS even if AWS_STS_REGIONAL_ENDPOINTS=legacy: the instance's region.
+    core_session(session).set_config_variable("sts_regional_endpoints", "regional")
+    if clients_factory is None:
         clients_factory = Clients
     keys = {
         "aws_access_key_id": access_key_id,
@@ -274,15 +269,16 @@ class _Verifier:
         self,
         opts: VerifyOptions,
         imds: ImdsClient,
-        session_factory: Callable[..., boto3.Session],
+        session: Session,
         clients_factory: Callable[..., Clients] | None,
         on_step: Callable[[StepResult], None] | None,
         now: datetime,
     ) -> None:
         self.opts = opts
         self.imds = imds
-        self.session_factory = session_factory
-        self._base: boto3.Session | None = None
+        # One session for the whole walk: the default-chain check asks it for credentials; STS clients get
+        # explicit keys on top of it.
+        self.session = session
         self.clients_factory = clients_factory
         self.on_step = on_step
         self.now = now
@@ -310,23 +306,15 @@ class _Verifier:
         what = "was skipped" if waited_status is Status.SKIP else "failed"
         self.emit(step, Status.SKIP, f"skipped: waits on step '{waited_on}', which {what}")
 
-    def base_session(self) -> boto3.Session:
-        """One session for the whole walk: the default-chain check asks it for credentials; STS clients get
-        explicit keys on top of it."""
-        if self._base is None:
-            self._base = self.session_factory(profile_name=self.opts.profile)
-        return self._base
-
     def sts(self, access_key_id: str, secret: str, token: str | None, region: str) -> Any:
         return make_sts(
-            self.session_factory,
+            self.session,
             self.clients_factory,
             access_key_id=access_key_id,
             secret_access_key=secret,
             session_token=token,
             region=region,
             endpoint_url=self.opts.endpoint_url,
-            base_session=self.base_session(),
         )
 
     def hint_setup(self, role: str) -> str:
@@ -575,16 +563,17 @@ class _Verifier:
     def step_default_chain(self, ctx: InstanceContext) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from roleops.clients import core_session
+
         key = ctx.credentials.access_key_id
         pointed = ""
         try:
-            session = self.base_session()
-            core = getattr(session, "_session", None)
-            if core is not None and self.imds.settings.endpoint_explicit:
+            core = core_session(self.session)
+            if self.imds.settings.endpoint_explicit:
                 # roleops was pointed at this endpoint on its command line; ask boto3 the same question there.
                 core.set_config_variable("ec2_metadata_service_endpoint", self.imds.endpoint)
                 pointed = f" (with the metadata endpoint {self.imds.endpoint})"
-            found = session.get_credentials()
+            found = core.get_credentials()
             method = getattr(found, "method", None)
             frozen = found.get_frozen_credentials() if found is not None else None
         except (BotoCoreError, ClientError) as err:
@@ -710,17 +699,17 @@ def run_verify(
     opts: VerifyOptions,
     *,
     imds: ImdsClient,
-    session_factory: Callable[..., boto3.Session],
+    session: Session,
     clients_factory: Callable[..., Clients] | None = None,
     on_step: Callable[[StepResult], None] | None = None,
     now: datetime | Callable[[], datetime] | None = None,
 ) -> VerifyReport:
     """Walk the chain and report each link.
 
-    `session_factory` takes boto3.Session's keywords (aws_access_key_id, aws_secret_access_key,
-    aws_session_token, region_name, profile_name); `clients_factory(session, endpoint_url=, region=)`
-    defaults to roleops.clients.Clients.
+    `session` (boto3's or botocore's, for opts.profile) answers the default-chain check and carries the STS
+    clients, which sign with the keys under test; `clients_factory(session, endpoint_url=, region=,
+    credentials=)` defaults to roleops.clients.Clients.
     """
     validate_options(opts)
-    verifier = _Verifier(opts, imds, session_factory, clients_factory, on_step, _resolve_now(now))
+    verifier = _Verifier(opts, imds, session, clients_factory, on_step, _resolve_now(now))
     return verifier.run()

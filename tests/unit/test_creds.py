@@ -120,7 +120,7 @@ def test_repr_never_shows_secrets() -> None:
 
 
 def test_instance_role_credentials(world: World) -> None:
-    creds = get_credentials(imds=world.imds(), session_factory=boto3.Session)
+    creds = get_credentials(imds=world.imds(), session=boto3.Session())
     assert creds.access_key_id == world.keys["AccessKeyId"]
     assert creds.secret_access_key == world.keys["SecretAccessKey"]
     assert creds.session_token == world.keys["SessionToken"]
@@ -130,7 +130,7 @@ def test_instance_role_credentials(world: World) -> None:
 
 def test_assumed_role_credentials(world: World) -> None:
     creds = get_credentials(
-        imds=world.imds(), session_factory=boto3.Session, assume=TARGET_ARN, session_name="ops-session", duration=900
+        imds=world.imds(), session=boto3.Session(), assume=TARGET_ARN, session_name="ops-session", duration=900
     )
     assert creds.access_key_id != world.keys["AccessKeyId"]
     assert creds.arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/{TARGET}/ops-session"
@@ -153,7 +153,7 @@ def test_no_role_names_roleops_associate(world: World) -> None:
     world.fake.iam_info = None
     world.fake.roles.clear()
     with pytest.raises(EnvironmentProblem) as info:
-        get_credentials(imds=world.imds(), session_factory=boto3.Session)
+        get_credentials(imds=world.imds(), session=boto3.Session())
     assert info.value.exit_code == 3
     assert f"roleops associate --instance-id {INSTANCE_ID}" in str(info.value)
 
@@ -161,14 +161,14 @@ def test_no_role_names_roleops_associate(world: World) -> None:
 def test_document_code_not_success(world: World) -> None:
     world.fake.roles[ROLE] = {"Code": "AssumeRoleUnauthorizedAccess", "Message": "EC2 cannot assume the role."}
     with pytest.raises(EnvironmentProblem) as info:
-        get_credentials(imds=world.imds(), session_factory=boto3.Session)
+        get_credentials(imds=world.imds(), session=boto3.Session())
     assert "AssumeRoleUnauthorizedAccess" in str(info.value) and "ec2.amazonaws.com" in str(info.value)
 
 
 def test_incomplete_document_never_shows_what_it_has(world: World) -> None:
     world.fake.roles[ROLE] = credential_doc(Token="")
     with pytest.raises(EnvironmentProblem) as info:
-        get_credentials(imds=world.imds(), session_factory=boto3.Session)
+        get_credentials(imds=world.imds(), session=boto3.Session())
     assert "Token" in str(info.value)
     assert credential_doc()["SecretAccessKey"] not in str(info.value)
 
@@ -185,7 +185,7 @@ class _DenyingClients(Clients):
 def test_access_denied_is_an_aws_error_with_the_hint(world: World) -> None:
     with pytest.raises(AwsError) as info:
         get_credentials(
-            imds=world.imds(), session_factory=boto3.Session, assume=TARGET_ARN, clients_factory=_DenyingClients
+            imds=world.imds(), session=boto3.Session(), assume=TARGET_ARN, clients_factory=_DenyingClients
         )
     err = info.value
     assert (err.exit_code, err.operation, err.code) == (3, "sts:AssumeRole", "AccessDenied")
@@ -206,6 +206,6 @@ def test_access_denied_is_an_aws_error_with_the_hint(world: World) -> None:
 )
 def test_bad_input_is_refused_before_any_call(world: World, kwargs: dict[str, Any], error: type) -> None:
     with pytest.raises(error) as info:
-        get_credentials(imds=world.imds(), session_factory=boto3.Session, **kwargs)
+        get_credentials(imds=world.imds(), session=boto3.Session(), **kwargs)
     assert info.value.exit_code == 2
     assert world.fake.requests == []

@@ -120,7 +120,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[World]:
 def verify(world: World, imds: ImdsClient | None = None, **kwargs: Any) -> tuple[VerifyReport, list[StepResult]]:
     seen: list[StepResult] = []
     opts = VerifyOptions(**{"assume": (TARGET_ARN,), **kwargs})
-    report = run_verify(opts, imds=imds or world.imds(), session_factory=boto3.Session, on_step=seen.append)
+    report = run_verify(opts, imds=imds or world.imds(), session=boto3.Session(), on_step=seen.append)
     assert list(report.steps) == seen  # each step was handed to on_step as it became known
     return report, seen
 
@@ -227,7 +227,7 @@ def test_expect_role_match_passes(world: World) -> None:
 
 def test_expired_instance_credentials_fail(world: World) -> None:
     later = datetime.now(timezone.utc) + timedelta(days=3650)
-    report = run_verify(VerifyOptions(), imds=world.imds(), session_factory=boto3.Session, now=later)
+    report = run_verify(VerifyOptions(), imds=world.imds(), session=boto3.Session(), now=later)
     assert by_name(report)["imds"].status is Status.FAIL
     assert "expired" in by_name(report)["imds"].message
 
@@ -246,7 +246,7 @@ def test_default_chain_warns_when_environment_variables_shadow(world: World, mon
 
 def test_default_chain_follows_botocore_endpoint_setting(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", world.fake.endpoint)
-    report = run_verify(VerifyOptions(), imds=ImdsClient(timeout=1.0), session_factory=boto3.Session)
+    report = run_verify(VerifyOptions(), imds=ImdsClient(timeout=1.0), session=boto3.Session())
     chain = by_name(report)["default-chain"]
     assert chain.status is Status.PASS and "with the metadata endpoint" not in chain.message
 
@@ -292,7 +292,7 @@ def test_access_denied_names_both_policies_and_setup(world: World) -> None:
     report = run_verify(
         VerifyOptions(assume=(TARGET_ARN,)),
         imds=world.imds(),
-        session_factory=boto3.Session,
+        session=boto3.Session(),
         clients_factory=_DenyingClients,
     )
     steps = by_name(report)
@@ -329,7 +329,7 @@ def test_sts_is_called_at_the_instance_region_even_with_legacy_setting(
 ) -> None:
     monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", "legacy")
     _RecordingClients.made = []
-    run_verify(VerifyOptions(), imds=world.imds(), session_factory=boto3.Session, clients_factory=_RecordingClients)
+    run_verify(VerifyOptions(), imds=world.imds(), session=boto3.Session(), clients_factory=_RecordingClients)
     assert [c.meta.endpoint_url for c in _RecordingClients.made] == [f"https://sts.{REGION}.amazonaws.com"]
     assert _RecordingClients.made[0].meta.region_name == REGION
 
@@ -340,7 +340,7 @@ def test_endpoint_url_override_wins(world: World) -> None:
     report = run_verify(
         VerifyOptions(assume=(TARGET_ARN,), endpoint_url=override),
         imds=world.imds(),
-        session_factory=boto3.Session,
+        session=boto3.Session(),
         clients_factory=_RecordingClients,
     )
     assert report.ok
@@ -375,7 +375,7 @@ def test_no_metadata_service_raises_for_exit_3(world: World) -> None:
         run_verify(
             VerifyOptions(),
             imds=ImdsClient(f"http://127.0.0.1:{port}/"),
-            session_factory=boto3.Session,
+            session=boto3.Session(),
             on_step=seen.append,
         )
     assert info.value.exit_code == 3 and seen == []
@@ -396,7 +396,7 @@ def test_no_metadata_service_raises_for_exit_3(world: World) -> None:
 )
 def test_bad_input_is_refused_before_any_call(world: World, kwargs: dict[str, Any]) -> None:
     with pytest.raises(UsageError) as info:
-        run_verify(VerifyOptions(**kwargs), imds=world.imds(), session_factory=boto3.Session)
+        run_verify(VerifyOptions(**kwargs), imds=world.imds(), session=boto3.Session())
     assert info.value.exit_code == 2
     assert world.fake.requests == []
 
