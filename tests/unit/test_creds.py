@@ -184,9 +184,7 @@ class _DenyingClients(Clients):
 
 def test_access_denied_is_an_aws_error_with_the_hint(world: World) -> None:
     with pytest.raises(AwsError) as info:
-        get_credentials(
-            imds=world.imds(), session=boto3.Session(), assume=TARGET_ARN, clients_factory=_DenyingClients
-        )
+        get_credentials(imds=world.imds(), session=boto3.Session(), assume=TARGET_ARN, clients_factory=_DenyingClients)
     err = info.value
     assert (err.exit_code, err.operation, err.code) == (3, "sts:AssumeRole", "AccessDenied")
     assert f"roleops setup --instance-role {ROLE} --assumable-role {TARGET}" in err.next_step
