@@ -264,7 +264,9 @@ def resolve_settings(
     core = None
     if endpoint is None or timeout is None or attempts is None or v1_fallback is None or endpoint_mode is None:
         if session is not None:
-            core = getattr(session, "_session", session)  # boto3.Session wraps a botocore session
+            from roleops.clients import core_session
+
+            core = core_session(session)
         else:
             import botocore.session
 

@@ -456,6 +456,13 @@ def test_settings_come_from_the_config_profile(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     imds = ImdsClient(profile="onbox")
     assert (imds.endpoint, imds.attempts, imds.v1_fallback) == ("http://127.0.0.1:9/imds/", 2, False)
+    # The CLI hands over its one session instead (boto3's or botocore's): the same settings, read from it.
+    import boto3
+    import botocore.session
+
+    for session in (botocore.session.Session(profile="onbox"), boto3.Session(profile_name="onbox")):
+        shared = ImdsClient(session=session)
+        assert (shared.endpoint, shared.attempts, shared.v1_fallback) == ("http://127.0.0.1:9/imds/", 2, False)
 
 
 def test_defaults_and_ipv6_mode(monkeypatch: pytest.MonkeyPatch) -> None:
