@@ -172,12 +172,14 @@ def make_session(args: argparse.Namespace) -> Any:
         session = botocore.session.Session(profile=args.profile)
         if args.region is not None:
             session.set_config_variable("region", args.region)
-        session.get_scoped_config()  # a missing profile or an unreadable config file fails here, before any call
+        # A missing profile or an unreadable config file fails here, before any call (verify and creds make the
+        # session before reading IMDS, so it is exit 2, not a failed step).
+        session.get_scoped_config()
     except ProfileNotFound as err:
         raise UsageError(
             f"profile {err.kwargs.get('profile', args.profile)!r} not found",  # --profile or AWS_PROFILE
-            "it is not in ~/.aws/config",
-            "check --profile / AWS_PROFILE",
+            "it is in neither ~/.aws/config nor ~/.aws/credentials (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)",
+            "check --profile / AWS_PROFILE; nothing was changed",
         ) from err
     except ConfigParseError as err:
         raise UsageError(
@@ -282,10 +284,6 @@ def _on_instance_inputs(args: argparse.Namespace) -> dict[str, Any]:
     duration = validate_duration(args.duration, "--duration", 900, 43200) if args.duration is not None else None
     if args.imds_endpoint is not None:
         validate_endpoint_url(args.imds_endpoint, "--imds-endpoint")
-    if args.profile is not None:
-        from roleops.verify import check_profile
-
-        check_profile(args.profile)
     return {"duration": duration}
 
 
@@ -311,7 +309,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         duration=checked["duration"],
         expect_role=args.expect_role,
         endpoint_url=args.endpoint_url,
-        profile=args.profile,
     )
     renderer = _renderer(args)
     session = make_session(args)

@@ -65,15 +65,16 @@ def endpoints_slice_usable(search_paths: Sequence[str]) -> bool:
 def use_data_slices(session: Session) -> None:
     """Put roleops/data/ slices first on this session's data search path, before its first client.
 
-    Only this session is affected; ROLEOPS_FULL_MODELS=1 turns it off.
+    Only this session is affected; once per session (the models slice on the path says it was done, so the
+    endpoints check is not repeated for every Clients sharing the session); ROLEOPS_FULL_MODELS=1 turns it off.
     """
     if os.environ.get("ROLEOPS_FULL_MODELS"):
         return
-    loader = core_session(session).get_component("data_loader")
-    paths = loader.search_paths
-    if MODEL_SLICES not in paths:
-        paths.insert(0, MODEL_SLICES)
-    if ENDPOINTS_SLICE not in paths and endpoints_slice_usable(paths):
+    paths = core_session(session).get_component("data_loader").search_paths
+    if MODEL_SLICES in paths:
+        return
+    paths.insert(0, MODEL_SLICES)
+    if endpoints_slice_usable(paths):
         paths.insert(0, ENDPOINTS_SLICE)
 
 
@@ -103,7 +104,6 @@ class Clients:
         self._event_hooks = event_hooks or []
         self._credentials = {k: v for k, v in (credentials or {}).items() if v is not None}
         self._cache: dict[tuple[str, str], Any] = {}
-        self._sliced = False
 
     def config(self):
         from botocore.config import Config
@@ -149,16 +149,11 @@ class Clients:
             return {}
         return scoped if isinstance(scoped, dict) else {}
 
-    def _use_data_slices(self) -> None:
-        if not self._sliced:
-            self._sliced = True
-            use_data_slices(self.session)
-
     def client(self, service: str, region: str | None = None) -> Any:
         region = region or self.region
         key = (service, region)
         if key not in self._cache:
-            self._use_data_slices()
+            use_data_slices(self.session)
             kwargs: dict[str, Any] = {"region_name": region, "config": self.config()}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
@@ -172,7 +167,7 @@ class Clients:
 
     def partition(self) -> str:
         """aws, aws-cn or aws-us-gov, from botocore's own endpoint data (no call)."""
-        self._use_data_slices()
+        use_data_slices(self.session)
         try:
             return core_session(self.session).get_partition_for_region(self.region) or "aws"
         except Exception:  # noqa: BLE001 - an unknown region: the commercial partition is the sane default

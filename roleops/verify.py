@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from roleops.errors import UsageError
 from roleops.imds import ImdsClient, ImdsError, ImdsUnreachable, RoleCredentials
 from roleops.results import Identity, Status, StepResult, VerifyReport, iso_z, mask_key
 
@@ -74,7 +73,6 @@ class VerifyOptions:
     duration: int | None = None
     expect_role: str | None = None
     endpoint_url: str | None = None
-    profile: str | None = None
 
 
 def validate_options(opts: VerifyOptions) -> None:
@@ -96,27 +94,6 @@ def validate_options(opts: VerifyOptions) -> None:
         validate_duration(opts.duration, "--duration", 900, 43200)
     if opts.expect_role is not None:
         validate_role_name(opts.expect_role, "--expect-role")
-    if opts.profile is not None:
-        check_profile(opts.profile)
-
-
-def check_profile(profile: str) -> None:
-    """A --profile that names no profile is bad input (exit 2), found before any call.
-
-    Without this check verify reads IMDS first and the missing profile surfaces as a failed step, while creds
-    (which signs nothing without --assume) would ignore it.
-    """
-    import botocore.session
-    from botocore.exceptions import ProfileNotFound
-
-    try:
-        botocore.session.Session(profile=profile).get_scoped_config()
-    except ProfileNotFound as err:
-        raise UsageError(
-            f"profile {profile!r} not found",
-            "it is in neither ~/.aws/config nor ~/.aws/credentials (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)",
-            "check --profile / AWS_PROFILE; nothing was changed",
-        ) from err
 
 
 # --- shared with creds.py -------------------------------------------------------------------------
@@ -706,7 +683,7 @@ def run_verify(
 ) -> VerifyReport:
     """Walk the chain and report each link.
 
-    `session` (boto3's or botocore's, for opts.profile) answers the default-chain check and carries the STS
+    `session` (boto3's or botocore's, for the profile in use) answers the default-chain check and carries the STS
     clients, which sign with the keys under test; `clients_factory(session, endpoint_url=, region=,
     credentials=)` defaults to roleops.clients.Clients.
     """

@@ -87,6 +87,8 @@ CASES = [
     Case("teardown missing profile", ("--profile", "nosuch", *teardown()), 2, "profile 'nosuch' not found"),
     Case("doctor missing profile", ("--profile", "nosuch", "doctor", "--instance-id", "{iid}"), 2, "nosuch"),
     Case("setup missing AWS_PROFILE", setup(), 2, "profile 'nosuch' not found", env={"AWS_PROFILE": "nosuch"}),
+    Case("verify missing profile", ("--profile", "nosuch", *VERIFY), 2, "profile 'nosuch' not found", on_instance=True),
+    Case("creds missing profile", ("--profile", "nosuch", "creds"), 2, "profile 'nosuch' not found", on_instance=True),
     Case("verify missing AWS_PROFILE", VERIFY, 2, "profile 'nosuch' not found", on_instance=True,
          env={"AWS_PROFILE": "nosuch"}),
     Case("setup AWS_MAX_ATTEMPTS word", setup(), 2, "AWS_MAX_ATTEMPTS", env={"AWS_MAX_ATTEMPTS": "many"}),
