@@ -623,18 +623,26 @@ def teardown_request(
     return TeardownRequest(instance_role=instance_role, assumable_roles=roles, instance_id=instance_id)
 
 
-def _extra_policies(name: str, inline: Sequence[str], attached: Sequence[str], ours: Sequence[str] = ()) -> list[str]:
+def _foreign_policies(inline: Sequence[str], attached: Sequence[str], ours: Sequence[str]) -> list[str]:
     return [f"inline {p}" for p in inline if p not in ours] + [f"managed {p}" for p in attached]
 
 
-def diff_delete_role(
+def diff_release_role(
     name: str,
     role: Mapping[str, Any] | None,
     inline: Sequence[str],
     attached: Sequence[str],
     *,
+    principal: tuple[str, str],
     ours: Sequence[str] = (),
 ) -> Diff:
+    """Take back what setup added to a roleops role: `principal` (KIND, VALUE) from its trust, the `ours` policies.
+
+    The role itself goes only when nothing else is left: no other statement or principal in its trust and no
+    policy roleops did not add. Otherwise it stays, with the principals that still trust it named in the row.
+    Teardown never removes a principal roleops did not add, and never leaves a role with an empty trust: a role
+    that would keep only policies of someone else is refused (the run stops before any change).
+    """
     resource = f"role {name}"
     if role is None:
         return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="absent"))
@@ -646,19 +654,90 @@ def diff_delete_role(
                 detail="not made by roleops (no roleops:managed tag); left alone",
             )
         )
-    extra = _extra_policies(name, inline, attached, ours)
-    if extra:
+    kind, value = principal
+    trust = policies.parse_document(role.get("AssumeRolePolicyDocument"))
+    remaining, removed = policies.remove_principal(trust, kind, value)
+    foreign = _foreign_policies(inline, attached, ours)
+    drop_ours = [Op("delete_role_policy", (name, p)) for p in inline if p in ours]
+    if not policies.statements(remaining) and not foreign:
+        return Diff(
+            change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"),
+            ops=(*drop_ours, Op("delete_role", (name,))),
+        )
+    if not policies.statements(remaining):
         raise UsageError(
-            f"role {name} has policies roleops did not add ({', '.join(extra)})",
-            "deleting it would lose them",
+            f"role {name} has policies roleops did not add ({', '.join(foreign)})",
+            "its trust names only what roleops added, so deleting it would lose them and keeping it would leave "
+            "a role nobody can assume",
             "detach them first, then re-run teardown",
         )
-    ops = [Op("delete_role_policy", (name, p)) for p in inline if p in ours]
-    ops.append(Op("delete_role", (name,)))
+    stays = policies.describe_principals(remaining)
+    kept = [f"still trusted by {', '.join(stays)}"] if stays else []
+    if foreign:
+        kept.append(f"keeps {', '.join(foreign)}")
+    ops: list[Op] = [Op("update_trust", (name, remaining))] if removed else []
+    ops.extend(drop_ours)
+    if not ops:
+        return Diff(
+            change=Change(
+                resource=resource,
+                action=Action.UNCHANGED,
+                detail=f"trust does not name {kind}={value}; kept: {'; '.join(kept)}",
+            )
+        )
+    what = [f"trust: remove {kind}={value}"] if removed else []
+    what.extend(f"delete inline {p}" for p in inline if p in ours)
+    return Diff(
+        change=Change(resource=resource, action=Action.UPDATE, detail=f"{'; '.join(what)}; kept: {'; '.join(kept)}"),
+        ops=tuple(ops),
+    )
+
+
+def diff_disassociate(
+    instance_id: str, association: Mapping[str, Any] | None, profile: str, *, profile_managed: bool
+) -> Diff:
+    """Disassociate the instance only from roleops' own profile (another profile's association is not ours)."""
+    resource = f"association {instance_id}"
+    if association is None:
+        return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="no association"))
+    held = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
+    if held != profile:
+        return Diff(
+            change=Change(
+                resource=resource, action=Action.UNCHANGED, detail=f"holds another profile ({held}); left alone"
+            )
+        )
+    if not profile_managed:
+        return Diff(
+            change=Change(resource=resource, action=Action.UNCHANGED, detail="profile not made by roleops; left alone")
+        )
+    return Diff(
+        change=Change(resource=resource, action=Action.DELETE, detail=f"disassociate {profile}"),
+        ops=(Op("disassociate", (association["AssociationId"],)),),
+    )
+
+
+def diff_delete_profile(name: str, profile: Mapping[str, Any] | None, other_instances: Sequence[str]) -> Diff:
+    """`other_instances`: instances other than --instance-id that hold the profile (teardown will not strand them)."""
+    resource = f"instance-profile {name}"
+    if profile is None:
+        return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="absent"))
+    if not aws.is_managed(profile):
+        return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="not made by roleops; left alone"))
+    if other_instances:
+        raise UsageError(
+            f"instance profile {name} is still associated with {', '.join(other_instances)}",
+            "deleting it would take the role away from running code",
+            f"re-run with --instance-id {other_instances[0]} to disassociate it first",
+        )
+    ops = [Op("remove_role_from_instance_profile", (name, r["RoleName"])) for r in profile.get("Roles", [])]
+    ops.append(Op("delete_instance_profile", (name,)))
     return Diff(change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"), ops=tuple(ops))
 
 
 def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
+    """Read everything, then diff; in the reverse order of setup, so that the instance role (whose ARN the
+    assumable roles' trusts name) is deleted last: an interrupted teardown leaves trusts a re-run still matches."""
     iam = ctx.clients.iam()
     diffs: list[Diff] = []
     profile = aws.get_instance_profile(iam, req.instance_role)
@@ -675,78 +754,49 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
                 "check --instance-id and --region; nothing was changed",
             )
         association = aws.get_association(ec2, req.instance_id)
-        resource = f"association {req.instance_id}"
-        if association is None:
-            diffs.append(Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="no association")))
-        elif aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"]) != req.instance_role:
-            held = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
-            diffs.append(
-                Diff(
-                    change=Change(
-                        resource=resource, action=Action.UNCHANGED, detail=f"holds another profile ({held}); left alone"
-                    )
-                )
-            )
-        elif not profile_managed:
-            diffs.append(
-                Diff(
-                    change=Change(
-                        resource=resource, action=Action.UNCHANGED, detail="profile not made by roleops; left alone"
-                    )
-                )
-            )
-        else:
-            diffs.append(
-                Diff(
-                    change=Change(resource=resource, action=Action.DELETE, detail=f"disassociate {req.instance_role}"),
-                    ops=(Op("disassociate", (association["AssociationId"],)),),
-                )
-            )
-
-    resource = f"instance-profile {req.instance_role}"
-    if profile is None:
-        diffs.append(Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="absent")))
-    elif not profile_managed:
         diffs.append(
-            Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="not made by roleops; left alone"))
+            diff_disassociate(req.instance_id, association, req.instance_role, profile_managed=profile_managed)
         )
-    else:
+
+    role = aws.get_role(iam, req.instance_role)
+    targets = {name: aws.get_role(iam, name) for name in req.assumable_roles}
+    # The principal setup wrote into each assumable role's trust: the instance role's ARN. When the instance role
+    # is already gone (a teardown interrupted after deleting it), the name in the targets' account still says it.
+    instance_role_arn = (role or {}).get("Arn")
+    for name, target in targets.items():
+        if instance_role_arn is None and target is not None:
+            partition, account = target["Arn"].split(":")[1], target["Arn"].split(":")[4]
+            instance_role_arn = f"arn:{partition}:iam::{account}:role/{req.instance_role}"
+        diffs.append(
+            diff_release_role(
+                name,
+                target,
+                aws.list_role_policies(iam, name) if target else [],
+                aws.list_attached_role_policies(iam, name) if target else [],
+                principal=("AWS", instance_role_arn or ""),
+            )
+        )
+
+    others: list[str] = []
+    if profile_managed:
+        assert profile is not None
         others = [
             a["InstanceId"]
             for a in aws.associations_of_profile(ctx.clients.ec2(), profile["Arn"])
             if a["InstanceId"] != req.instance_id
         ]
-        if others:
-            raise UsageError(
-                f"instance profile {req.instance_role} is still associated with {', '.join(others)}",
-                "deleting it would take the role away from running code",
-                f"re-run with --instance-id {others[0]} to disassociate it first",
-            )
-        ops = [
-            Op("remove_role_from_instance_profile", (req.instance_role, r["RoleName"]))
-            for r in profile.get("Roles", [])
-        ]
-        ops.append(Op("delete_instance_profile", (req.instance_role,)))
-        diffs.append(
-            Diff(
-                change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"), ops=tuple(ops)
-            )
-        )
+    diffs.append(diff_delete_profile(req.instance_role, profile, others))
 
-    role = aws.get_role(iam, req.instance_role)
-    inline = aws.list_role_policies(iam, req.instance_role) if role else []
-    attached = aws.list_attached_role_policies(iam, req.instance_role) if role else []
-    diffs.append(diff_delete_role(req.instance_role, role, inline, attached, ours=(INLINE_POLICY_NAME,)))
-    for name in req.assumable_roles:
-        target = aws.get_role(iam, name)
-        diffs.append(
-            diff_delete_role(
-                name,
-                target,
-                aws.list_role_policies(iam, name) if target else [],
-                aws.list_attached_role_policies(iam, name) if target else [],
-            )
+    diffs.append(
+        diff_release_role(
+            req.instance_role,
+            role,
+            aws.list_role_policies(iam, req.instance_role) if role else [],
+            aws.list_attached_role_policies(iam, req.instance_role) if role else [],
+            principal=("Service", policies.EC2_SERVICE),
+            ours=(INLINE_POLICY_NAME,),
         )
+    )
     return diffs
 
 

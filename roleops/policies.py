@@ -156,3 +156,67 @@ def principals(doc: Mapping[str, Any] | None, kind: str = "AWS") -> list[str]:
         if value is not None:
             found.extend([value] if isinstance(value, str) else value)
     return found
+
+
+def _is_roleops_trust_shape(stmt: Mapping[str, Any], action: str) -> bool:
+    """The shape of the trust statements roleops writes: an unconditional Allow of exactly `action` to principals.
+
+    Only such statements are edited by teardown; a conditional statement, one with other actions or with
+    Not* elements was written (or reshaped) by someone else, and stays whole even when it names our principal.
+    """
+    n = normalise_statement(stmt)
+    return (
+        n.get("Effect") == "Allow"
+        and n.get("Action") == frozenset({action.lower()})
+        and "Condition" not in n
+        and not any(k in n for k in ("NotAction", "NotResource", "NotPrincipal", "Resource"))
+        and isinstance(stmt.get("Principal"), Mapping)
+    )
+
+
+def remove_principal(
+    doc: Mapping[str, Any] | None, kind: str, value: str, *, action: str = ASSUME_ACTION
+) -> tuple[Document, bool]:
+    """Take one principal (e.g. AWS=<instance role ARN>) out of the statements roleops writes; (document, removed).
+
+    From a list it removes that one element and keeps the rest of the statement; a statement left with no
+    principal at all goes. Every other statement, and every other principal, is kept as it was.
+    """
+    base: Document = copy.deepcopy(dict(doc)) if doc else {"Version": VERSION, "Statement": []}
+    kept: list[Statement] = []
+    removed = False
+    for stmt in statements(base):
+        if not _is_roleops_trust_shape(stmt, action):
+            kept.append(stmt)
+            continue
+        principal = dict(stmt["Principal"])
+        values = principal.get(kind)
+        listed = [values] if isinstance(values, str) else list(values or [])
+        if value not in listed:
+            kept.append(stmt)
+            continue
+        removed = True
+        rest = [v for v in listed if v != value]
+        if rest:
+            principal[kind] = rest  # a list stays a list, however short
+        else:
+            del principal[kind]
+        if principal:
+            kept.append({**stmt, "Principal": principal})
+    base["Statement"] = kept
+    return base, removed
+
+
+def describe_principals(doc: Mapping[str, Any] | None) -> list[str]:
+    """Every principal a document names, as KIND=VALUE (or "*"), in document order, each once."""
+    found: list[str] = []
+    for s in statements(doc):
+        p = s.get("Principal", s.get("NotPrincipal"))
+        if p is None:
+            continue
+        if isinstance(p, str):
+            found.append(p)
+            continue
+        for kind, values in p.items():
+            found.extend(f"{kind}={v}" for v in ([values] if isinstance(values, str) else values))
+    return list(dict.fromkeys(found))

@@ -40,13 +40,15 @@ SETUP_MUTATIONS = [
     "ec2:AssociateIamInstanceProfile",
     "ec2:ModifyInstanceMetadataOptions",
 ]
+# Teardown runs in the reverse order of setup: the assumable role goes before the instance role, whose ARN its
+# trust names (so an interrupted teardown leaves trusts that a re-run still recognises).
 TEARDOWN_MUTATIONS = [
     "ec2:DisassociateIamInstanceProfile",
+    "iam:DeleteRole",  # the assumable role
     "iam:RemoveRoleFromInstanceProfile",
     "iam:DeleteInstanceProfile",
     "iam:DeleteRolePolicy",
-    "iam:DeleteRole",
-    "iam:DeleteRole",
+    "iam:DeleteRole",  # the instance role
 ]
 
 

@@ -114,3 +114,69 @@ def test_parse_document_accepts_dicts_json_and_url_encoded_json() -> None:
     assert policies.parse_document(text) == doc
     assert policies.parse_document(quote(text)) == doc
     assert policies.parse_document(None) is None
+
+
+# --- teardown: taking one principal back --------------------------------------------------------------
+
+OTHER = "arn:aws:iam::123456789012:role/OtherRole"
+ROOT = "arn:aws:iam::123456789012:root"
+
+
+def _stmt(principal: object, **extra: object) -> dict:
+    return {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole", **extra}
+
+
+@pytest.mark.parametrize(
+    ("trust", "expected", "removed"),
+    [
+        # our statement alone: it goes
+        ([_stmt({"AWS": OTHER})], [], True),
+        # a second setup's statement beside the first: only ours goes
+        ([_stmt({"AWS": ROLE}), _stmt({"AWS": OTHER})], [_stmt({"AWS": ROLE})], True),
+        # the list form: that one element goes, the rest of the statement stays (a list stays a list)
+        ([_stmt({"AWS": [ROLE, OTHER, ROOT]})], [_stmt({"AWS": [ROLE, ROOT]})], True),
+        ([_stmt({"AWS": [OTHER, ROOT]})], [_stmt({"AWS": [ROOT]})], True),
+        # another kind in the same principal: the statement stays with it
+        ([_stmt({"AWS": OTHER, "Service": "ec2.amazonaws.com"})], [_stmt({"Service": "ec2.amazonaws.com"})], True),
+        # someone's own statement naming the account root: untouched
+        ([_stmt({"AWS": OTHER}), _stmt({"AWS": ROOT})], [_stmt({"AWS": ROOT})], True),
+        # not there: nothing changes
+        ([_stmt({"AWS": ROLE})], [_stmt({"AWS": ROLE})], False),
+        # a conditional statement naming us was not written by roleops: it stays whole
+        (
+            [_stmt({"AWS": OTHER}, Condition={"StringEquals": {"sts:ExternalId": "x1"}})],
+            [_stmt({"AWS": OTHER}, Condition={"StringEquals": {"sts:ExternalId": "x1"}})],
+            False,
+        ),
+        # other actions too: not roleops' shape either
+        (
+            [{**_stmt({"AWS": OTHER}), "Action": ["sts:AssumeRole", "sts:TagSession"]}],
+            [{**_stmt({"AWS": OTHER}), "Action": ["sts:AssumeRole", "sts:TagSession"]}],
+            False,
+        ),
+        # a Deny naming us is never ours to lift
+        ([{**_stmt({"AWS": OTHER}), "Effect": "Deny"}], [{**_stmt({"AWS": OTHER}), "Effect": "Deny"}], False),
+        # the action in a list, in another case: still the same statement (IAM compares actions without case)
+        ([{**_stmt({"AWS": [OTHER]}), "Action": ["STS:AssumeRole"]}], [], True),
+    ],
+)
+def test_remove_principal_takes_back_exactly_one_principal(trust: list, expected: list, removed: bool) -> None:
+    doc = {"Version": "2012-10-17", "Statement": trust}
+    before = json.loads(json.dumps(doc))
+    result, did = policies.remove_principal(doc, "AWS", OTHER)
+    assert did is removed
+    assert result["Statement"] == expected
+    assert result["Version"] == "2012-10-17"
+    assert doc == before  # pure: the input is not modified
+
+
+def test_remove_principal_accepts_a_single_statement_object_and_the_service_kind() -> None:
+    doc = {"Version": "2012-10-17", "Statement": _stmt({"Service": "ec2.amazonaws.com"})}
+    result, did = policies.remove_principal(doc, "Service", "ec2.amazonaws.com")
+    assert did and result["Statement"] == []
+
+
+def test_describe_principals_lists_each_once_in_order() -> None:
+    doc = {"Statement": [_stmt({"AWS": [ROLE, ROOT]}), _stmt({"Service": "ec2.amazonaws.com"}), _stmt({"AWS": ROLE})]}
+    assert policies.describe_principals(doc) == [f"AWS={ROLE}", f"AWS={ROOT}", "Service=ec2.amazonaws.com"]
+    assert policies.describe_principals({"Statement": [_stmt("*")]}) == ["*"]
