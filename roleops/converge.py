@@ -8,15 +8,36 @@ Diffs return operations as data (`Op`), which keeps them pure and testable witho
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from roleops import INLINE_POLICY_NAME, aws, policies
-from roleops.clients import Clients
-from roleops.errors import AwsError, NotManagedError, PropagationTimeout, UsageError
+from roleops.errors import NotManagedError, UsageError
+from roleops.operations import (
+    DEFAULT_PROPAGATION_TIMEOUT,
+    MAX_PROPAGATION_TIMEOUT,
+    AddRoleToInstanceProfile,
+    Associate,
+    Context,
+    CreateInstanceProfile,
+    CreateRole,
+    DeleteInstanceProfile,
+    DeleteRole,
+    DeleteRolePolicy,
+    Diff,
+    Disassociate,
+    NullReporter,
+    Op,
+    PutRolePolicy,
+    RemoveRoleFromInstanceProfile,
+    Replace,
+    RequireImdsv2,
+    UpdateMaxSessionDuration,
+    UpdateTrust,
+    WaitAssociated,
+    apply,
+)
 from roleops.results import Action, Change, PlanReport
 from roleops.validate import (
     unique,
@@ -26,11 +47,7 @@ from roleops.validate import (
     validate_role_name,
 )
 
-DEFAULT_PROPAGATION_TIMEOUT = 60.0
-MAX_PROPAGATION_TIMEOUT = 900.0
-BACKOFF_FIRST = 0.5  # propagation backoff: 0.5 s doubling, capped, the last wait cut to end at the deadline
-BACKOFF_CAP = 5.0
-DEADLINE_SLACK = 0.05  # less than this left before the deadline: give up rather than make a pointless try
+__all__ = ["Context", "Diff", "NullReporter", "Op", "apply"]  # the plan's vocabulary, re-exported for callers
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -100,236 +117,6 @@ def setup_request(
     )
 
 
-# --- operations as data --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Op:
-    """One mutating AWS call to make (or a wait), described as data so that diffs stay pure."""
-
-    kind: str
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Diff:
-    change: Change
-    ops: tuple[Op, ...] = ()
-
-
-class Reporter(Protocol):
-    def waiting(self, message: str) -> contextlib.AbstractContextManager[None]: ...
-
-
-class NullReporter:
-    @contextlib.contextmanager
-    def waiting(self, message: str) -> Iterator[None]:
-        yield
-
-
-@dataclass
-class Context:
-    clients: Clients
-    reporter: Reporter = field(default_factory=NullReporter)
-    propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
-
-
-# --- propagation retries (IAM eventual consistency; the only retry loop roleops owns) -------------
-
-
-def _is_profile_not_yet_visible(err: AwsError) -> bool:
-    # EC2 refuses a fresh profile for several seconds (AWS-FACTS.md: IAM eventual consistency).
-    msg = err.aws_message
-    return (
-        (err.code == "InvalidParameterValue" and "Invalid IAM Instance Profile" in msg)
-        or (err.code == "IncorrectState" and "InstanceIdentityProfileNotFound" in msg)
-        or "has no associated IAM Roles" in msg
-    )
-
-
-def _is_principal_not_yet_visible(err: AwsError) -> bool:
-    return err.code == "MalformedPolicyDocument" and "Invalid principal" in err.aws_message
-
-
-def _is_role_not_yet_visible(err: AwsError) -> bool:
-    return err.code == "NoSuchEntity" and "role with name" in err.aws_message.lower()
-
-
-def retry_propagation(ctx: Context, what: str, fn: Callable[[], Any], retryable: Callable[[AwsError], bool]) -> Any:
-    """Call fn; while it fails with a propagation error, back off (0.5 s doubling to 5 s) until the timeout.
-
-    The last wait is cut short so that the last try happens at the deadline: a timeout of T means "tried
-    for T seconds", not "gave up when the next wait would pass T".
-    """
-    deadline = ctx.clock() + ctx.propagation_timeout
-    delay = BACKOFF_FIRST
-    spinning = False
-    with contextlib.ExitStack() as stack:
-        while True:
-            try:
-                return fn()
-            except AwsError as err:
-                if not retryable(err):
-                    raise
-                remaining = deadline - ctx.clock()
-                if remaining <= DEADLINE_SLACK:
-                    raise PropagationTimeout(
-                        f"{what} still refused after {ctx.propagation_timeout:g} s",
-                        f"{err.code}: {err.aws_message}",
-                        "IAM changes can take longer to propagate; re-run, or raise --propagation-timeout",
-                    ) from err
-                if not spinning:  # the spinner shows only once there is something to wait for
-                    stack.enter_context(ctx.reporter.waiting(f"waiting for IAM to propagate: {what}"))
-                    spinning = True
-                ctx.sleep(min(delay, remaining))
-                delay = min(delay * 2, BACKOFF_CAP)
-
-
-def wait_associated(ctx: Context, instance_id: str, profile: str) -> None:
-    """Poll until the association reaches `associated` (no botocore waiter exists for it)."""
-    ec2 = ctx.clients.ec2()
-    deadline = ctx.clock() + ctx.propagation_timeout
-    delay = BACKOFF_FIRST
-    spinning = False
-    with contextlib.ExitStack() as stack:
-        while True:
-            assoc = aws.get_association(ec2, instance_id)
-            if (
-                assoc
-                and assoc.get("State") == "associated"
-                and aws.profile_name_from_arn(assoc["IamInstanceProfile"]["Arn"]) == profile
-            ):
-                return
-            if not spinning:  # as in retry_propagation: a note only once there is something to wait for
-                stack.enter_context(ctx.reporter.waiting(f"waiting for {instance_id} to be associated with {profile}"))
-                spinning = True
-            remaining = deadline - ctx.clock()
-            if remaining <= DEADLINE_SLACK:
-                state = assoc.get("State") if assoc else "none"
-                raise PropagationTimeout(
-                    f"association of {profile} with {instance_id} not ready after {ctx.propagation_timeout:g} s",
-                    f"state is {state}",
-                    "re-run with --wait later, or check the instance in the EC2 console",
-                )
-            ctx.sleep(min(delay, remaining))
-            delay = min(delay * 2, BACKOFF_CAP)
-
-
-# --- applying ops ----------------------------------------------------------------------------------
-
-
-def _apply_op(ctx: Context, op: Op) -> None:
-    iam, a = ctx.clients.iam, op.args
-    if op.kind == "create_role":
-        name, trust, duration = a
-        retry_propagation(
-            ctx,
-            f"trust of {name}",
-            lambda: aws.create_role(iam(), name, trust, max_session_duration=duration),
-            _is_principal_not_yet_visible,
-        )
-    elif op.kind == "update_trust":
-        name, trust = a
-        retry_propagation(
-            ctx, f"trust of {name}", lambda: aws.update_trust(iam(), name, trust), _is_principal_not_yet_visible
-        )
-    elif op.kind == "update_max_session_duration":
-        aws.update_max_session_duration(iam(), *a)
-    elif op.kind == "create_instance_profile":
-        aws.create_instance_profile(iam(), *a)
-    elif op.kind == "add_role_to_instance_profile":
-        profile, role = a
-        retry_propagation(
-            ctx,
-            f"role {role} into profile {profile}",
-            lambda: aws.add_role_to_instance_profile(iam(), profile, role),
-            _is_role_not_yet_visible,
-        )
-    elif op.kind == "put_role_policy":
-        aws.put_role_policy(iam(), *a)
-    elif op.kind == "delete_role_policy":
-        aws.delete_role_policy(iam(), *a)
-    elif op.kind == "remove_role_from_instance_profile":
-        aws.remove_role_from_instance_profile(iam(), *a)
-    elif op.kind == "delete_instance_profile":
-        aws.delete_instance_profile(iam(), *a)
-    elif op.kind == "delete_role":
-        aws.delete_role(iam(), *a)
-    elif op.kind == "associate":
-        instance_id, profile = a
-        retry_propagation(
-            ctx,
-            f"profile {profile} for {instance_id}",
-            lambda: aws.associate_profile(ctx.clients.ec2(), instance_id, profile),
-            _is_profile_not_yet_visible,
-        )
-    elif op.kind == "replace":
-        association_id, profile = a[0], a[1]
-        target = a[2] if len(a) > 2 else association_id  # the instance id, when the diff gave it
-        retry_propagation(
-            ctx,
-            f"profile {profile} for {target}",
-            lambda: aws.replace_profile(ctx.clients.ec2(), association_id, profile),
-            _is_profile_not_yet_visible,
-        )
-    elif op.kind == "disassociate":
-        aws.disassociate_profile(ctx.clients.ec2(), *a)
-    elif op.kind == "require_imdsv2":
-        aws.require_imdsv2(ctx.clients.ec2(), *a)
-    elif op.kind == "wait_associated":
-        wait_associated(ctx, *a)
-    else:  # pragma: no cover - a programming error, not a user error
-        raise ValueError(f"unknown op {op.kind}")
-
-
-def _already_done(ctx: Context, op: Op, err: AwsError) -> bool:
-    """Whether a mutating call refused as a conflict finds its effect already in place (confirmed by a read).
-
-    botocore retries a call whose answer was lost (a read timeout, a dropped connection, a 5xx after AWS did the
-    work); the retry then meets the first attempt's result: EntityAlreadyExists, a profile already holding the
-    role, an existing association, a replaced association id. A concurrent roleops run looks the same. Only a
-    resource in exactly the state the op wanted (and, for IAM, tagged roleops:managed) counts as done;
-    anything else re-raises the refusal.
-    """
-    iam, a = ctx.clients.iam, op.args
-    if op.kind == "create_role" and err.code == "EntityAlreadyExists":
-        name, trust, duration = a
-        role = aws.get_role(iam(), name)
-        if role is None or not aws.is_managed(role):
-            return False
-        current = policies.parse_document(role.get("AssumeRolePolicyDocument"))
-        wanted = policies.statements(trust)
-        return all(policies.has_statement(current, s) for s in wanted) and (
-            not duration or role.get("MaxSessionDuration") == duration
-        )
-    if op.kind == "create_instance_profile" and err.code == "EntityAlreadyExists":
-        return aws.is_managed(aws.get_instance_profile(iam(), a[0]))
-    if op.kind == "add_role_to_instance_profile" and err.code in ("LimitExceeded", "EntityAlreadyExists"):
-        profile = aws.get_instance_profile(iam(), a[0])
-        return profile is not None and [r["RoleName"] for r in profile.get("Roles", [])] == [a[1]]
-    if op.kind in ("associate", "replace") and err.code in ("IncorrectState", "InvalidAssociationID.NotFound"):
-        instance_id, profile = (a[0], a[1]) if op.kind == "associate" else (a[2] if len(a) > 2 else None, a[1])
-        if instance_id is None:
-            return False
-        assoc = aws.get_association(ctx.clients.ec2(), instance_id)
-        return assoc is not None and aws.profile_name_from_arn(assoc["IamInstanceProfile"]["Arn"]) == profile
-    return False
-
-
-def apply(ctx: Context, diffs: Sequence[Diff], *, dry_run: bool) -> PlanReport:
-    if not dry_run:
-        for d in diffs:
-            for op in d.ops:
-                try:
-                    _apply_op(ctx, op)
-                except AwsError as err:
-                    if not _already_done(ctx, op, err):
-                        raise
-    return PlanReport(changes=tuple(d.change for d in diffs), dry_run=dry_run)
-
-
 # --- pure diffs ------------------------------------------------------------------------------------
 
 
@@ -357,7 +144,7 @@ def diff_role(
         detail = f"{purpose}; trust: {_describe_statement(wanted)}".lstrip("; ")
         return Diff(
             change=Change(resource=resource, action=Action.CREATE, detail=detail),
-            ops=(Op("create_role", (name, trust, max_session_duration)),),
+            ops=(CreateRole(name=name, trust=trust, max_session_duration=max_session_duration),),
         )
     if not aws.is_managed(role) and not adopt:
         raise _refuse_unmanaged("role", name)
@@ -365,10 +152,10 @@ def diff_role(
     ops: list[Op] = []
     details: list[str] = []
     if not policies.has_statement(current, wanted):
-        ops.append(Op("update_trust", (name, policies.merge_statement(current, wanted))))
+        ops.append(UpdateTrust(name=name, trust=policies.merge_statement(current, wanted)))
         details.append(f"trust: add {_describe_statement(wanted)} (other statements kept)")
     if max_session_duration and role.get("MaxSessionDuration") != max_session_duration:
-        ops.append(Op("update_max_session_duration", (name, max_session_duration)))
+        ops.append(UpdateMaxSessionDuration(name=name, seconds=max_session_duration))
         details.append(f"MaxSessionDuration {role.get('MaxSessionDuration')} -> {max_session_duration}")
     if not ops:
         note = "" if aws.is_managed(role) else " (adopted, untagged)"
@@ -387,7 +174,7 @@ def diff_profile(name: str, role_name: str, profile: Mapping[str, Any] | None, *
     if profile is None:
         return Diff(
             change=Change(resource=resource, action=Action.CREATE, detail=f"holding role {role_name}"),
-            ops=(Op("create_instance_profile", (name,)), Op("add_role_to_instance_profile", (name, role_name))),
+            ops=(CreateInstanceProfile(name=name), AddRoleToInstanceProfile(profile=name, role=role_name)),
         )
     if not aws.is_managed(profile) and not adopt:
         raise _refuse_unmanaged("instance profile", name)
@@ -402,7 +189,7 @@ def diff_profile(name: str, role_name: str, profile: Mapping[str, Any] | None, *
         )
     return Diff(
         change=Change(resource=resource, action=Action.UPDATE, detail=f"add role {role_name}"),
-        ops=(Op("add_role_to_instance_profile", (name, role_name)),),
+        ops=(AddRoleToInstanceProfile(profile=name, role=role_name),),
     )
 
 
@@ -413,13 +200,13 @@ def diff_inline_policy(role: str, current: Mapping[str, Any] | None, target_arns
     if current is None:
         return Diff(
             change=Change(resource=resource, action=Action.CREATE, detail=f"sts:AssumeRole on {arns}"),
-            ops=(Op("put_role_policy", (role, INLINE_POLICY_NAME, wanted)),),
+            ops=(PutRolePolicy(role=role, policy=INLINE_POLICY_NAME, document=wanted),),
         )
     if policies.documents_equal(current, wanted):
         return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail=f"sts:AssumeRole on {arns}"))
     return Diff(
         change=Change(resource=resource, action=Action.UPDATE, detail=f"set to sts:AssumeRole on exactly {arns}"),
-        ops=(Op("put_role_policy", (role, INLINE_POLICY_NAME, wanted)),),
+        ops=(PutRolePolicy(role=role, policy=INLINE_POLICY_NAME, document=wanted),),
     )
 
 
@@ -444,11 +231,11 @@ def diff_association(
     state = instance.get("State", {}).get("Name", "")
     if state in ("terminated", "shutting-down"):
         raise UsageError(f"instance {instance_id} is {state}", "it cannot take a profile", "pick a live instance")
-    waits = (Op("wait_associated", (instance_id, profile)),) if wait else ()
+    waits = (WaitAssociated(instance_id=instance_id, profile=profile),) if wait else ()
     if association is None:
         return Diff(
             change=Change(resource=resource, action=Action.CREATE, detail=f"associate profile {profile}"),
-            ops=(Op("associate", (instance_id, profile)), *waits),
+            ops=(Associate(instance_id=instance_id, profile=profile), *waits),
         )
     current = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
     held_id = association["IamInstanceProfile"].get("Id")
@@ -460,10 +247,15 @@ def diff_association(
             ops=waits if association.get("State") != "associated" else (),
         )
     if state == "running":
-        ops: tuple[Op, ...] = (Op("replace", (association["AssociationId"], profile, instance_id)),)
+        ops: tuple[Op, ...] = (
+            Replace(association_id=association["AssociationId"], profile=profile, instance_id=instance_id),
+        )
     else:
         # EC2 only replaces on a running instance (AWS-FACTS.md): disassociate, then associate.
-        ops = (Op("disassociate", (association["AssociationId"],)), Op("associate", (instance_id, profile)))
+        ops = (
+            Disassociate(association_id=association["AssociationId"]),
+            Associate(instance_id=instance_id, profile=profile),
+        )
     detail = f"{current} (re-created since it was associated) -> {profile}" if stale else f"{current} -> {profile}"
     return Diff(change=Change(resource=resource, action=Action.REPLACE, detail=detail), ops=ops + waits)
 
@@ -483,7 +275,7 @@ def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) 
         details.append(f"HttpEndpoint {endpoint} -> enabled")
     return Diff(
         change=Change(resource=resource, action=Action.UPDATE, detail="; ".join(details)),
-        ops=(Op("require_imdsv2", (instance_id,)),),
+        ops=(RequireImdsv2(instance_id=instance_id),),
     )
 
 
@@ -658,11 +450,11 @@ def diff_release_role(
     trust = policies.parse_document(role.get("AssumeRolePolicyDocument"))
     remaining, removed = policies.remove_principal(trust, kind, value)
     foreign = _foreign_policies(inline, attached, ours)
-    drop_ours = [Op("delete_role_policy", (name, p)) for p in inline if p in ours]
+    drop_ours = [DeleteRolePolicy(role=name, policy=p) for p in inline if p in ours]
     if not policies.statements(remaining) and not foreign:
         return Diff(
             change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"),
-            ops=(*drop_ours, Op("delete_role", (name,))),
+            ops=(*drop_ours, DeleteRole(name=name)),
         )
     if not policies.statements(remaining):
         raise UsageError(
@@ -675,7 +467,7 @@ def diff_release_role(
     kept = [f"still trusted by {', '.join(stays)}"] if stays else []
     if foreign:
         kept.append(f"keeps {', '.join(foreign)}")
-    ops: list[Op] = [Op("update_trust", (name, remaining))] if removed else []
+    ops: list[Op] = [UpdateTrust(name=name, trust=remaining)] if removed else []
     ops.extend(drop_ours)
     if not ops:
         return Diff(
@@ -713,7 +505,7 @@ def diff_disassociate(
         )
     return Diff(
         change=Change(resource=resource, action=Action.DELETE, detail=f"disassociate {profile}"),
-        ops=(Op("disassociate", (association["AssociationId"],)),),
+        ops=(Disassociate(association_id=association["AssociationId"]),),
     )
 
 
@@ -730,8 +522,8 @@ def diff_delete_profile(name: str, profile: Mapping[str, Any] | None, other_inst
             "deleting it would take the role away from running code",
             f"re-run with --instance-id {other_instances[0]} to disassociate it first",
         )
-    ops = [Op("remove_role_from_instance_profile", (name, r["RoleName"])) for r in profile.get("Roles", [])]
-    ops.append(Op("delete_instance_profile", (name,)))
+    ops = [RemoveRoleFromInstanceProfile(profile=name, role=r["RoleName"]) for r in profile.get("Roles", [])]
+    ops.append(DeleteInstanceProfile(name=name))
     return Diff(change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"), ops=tuple(ops))
 
 

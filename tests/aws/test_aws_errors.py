@@ -9,8 +9,9 @@ import pytest
 from botocore.stub import Stubber
 
 from roleops.clients import Clients
-from roleops.converge import Context, Op, _apply_op
+from roleops.converge import Context
 from roleops.errors import AwsError, PropagationTimeout
+from roleops.operations import Associate
 
 
 class _Reporter:
@@ -61,7 +62,7 @@ def test_fresh_profile_is_retried_with_backoff_then_associates() -> None:
         for _ in range(3):
             stub.add_client_error("associate_iam_instance_profile", *INVALID_PROFILE, http_status_code=400)
         stub.add_response("associate_iam_instance_profile", ASSOC)
-        _apply_op(ctx, Op("associate", ("i-0123456789abcdef0", "ExampleRole")))
+        Associate(instance_id="i-0123456789abcdef0", profile="ExampleRole").apply(ctx)
         stub.assert_no_pending_responses()
     assert slept == [0.5, 1.0, 2.0]  # bounded, doubling backoff
     assert ctx.reporter.messages == ["waiting for IAM to propagate: profile ExampleRole for i-0123456789abcdef0"]
@@ -73,7 +74,7 @@ def test_propagation_gives_up_at_the_timeout_with_exit_3() -> None:
         for _ in range(10):
             stub.add_client_error("associate_iam_instance_profile", *INVALID_PROFILE, http_status_code=400)
         with pytest.raises(PropagationTimeout) as info:
-            _apply_op(ctx, Op("associate", ("i-0123456789abcdef0", "ExampleRole")))
+            Associate(instance_id="i-0123456789abcdef0", profile="ExampleRole").apply(ctx)
     assert info.value.exit_code == 3
     assert sum(slept) <= 4.0
     assert "--propagation-timeout" in str(info.value)
@@ -89,7 +90,7 @@ def test_other_errors_are_not_retried() -> None:
             400,
         )
         with pytest.raises(AwsError) as info:
-            _apply_op(ctx, Op("associate", ("i-0123456789abcdef0", "ExampleRole")))
+            Associate(instance_id="i-0123456789abcdef0", profile="ExampleRole").apply(ctx)
     assert slept == []
     assert info.value.code == "IncorrectState"
     assert "roleops associate" in str(info.value)  # the hint
