@@ -348,7 +348,3 @@ def disassociate_profile(ec2: Any, association_id: str) -> None:
 def require_imdsv2(ec2: Any, instance_id: str) -> None:
     call(ec2, "modify_instance_metadata_options", InstanceId=instance_id, HttpTokens="required", HttpEndpoint="enabled")
 
-
-def profile_name_from_arn(arn: str) -> str:
-    """arn:aws:iam::123456789012:instance-profile/path/NAME -> NAME."""
-    return arn.rsplit("/", 1)[-1]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from roleops import INLINE_POLICY_NAME, aws, policies
+from roleops import INLINE_POLICY_NAME, arns, aws, policies
 from roleops.errors import NotManagedError, UsageError
 from roleops.operations import (
     DEFAULT_PROPAGATION_TIMEOUT,
@@ -237,7 +237,7 @@ def diff_association(
             change=Change(resource=resource, action=Action.CREATE, detail=f"associate profile {profile}"),
             ops=(Associate(instance_id=instance_id, profile=profile), *waits),
         )
-    current = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
+    current = arns.name_of(association["IamInstanceProfile"]["Arn"])
     held_id = association["IamInstanceProfile"].get("Id")
     stale = current == profile and bool(profile_id and held_id and held_id != profile_id)
     if current == profile and not stale:
@@ -297,13 +297,12 @@ def _account_and_partition(ctx: Context, known_arn: str | None, instance: Mappin
     An existing role's ARN says it; else the instance's owner (the profile must live in the instance's account);
     only then is STS asked, which costs a client and a call.
     """
-    if known_arn:
-        parts = known_arn.split(":")
-        return parts[4], parts[1]
+    if known_arn and (found := arns.split_arn(known_arn)):
+        return found[1], found[0]
     if instance and instance.get("OwnerId"):
         return instance["OwnerId"], ctx.clients.partition()
     ident = aws.caller_identity(ctx.clients.sts())
-    return ident["Account"], ident["Arn"].split(":")[1]
+    return ident["Account"], arns.partition_of(ident["Arn"]) or ctx.clients.partition()
 
 
 def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
@@ -319,7 +318,7 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
         association = aws.get_association(ec2, req.instance_id) if instance else None
     known_arn = (instance_role or {}).get("Arn") or next((r["Arn"] for r in targets.values() if r), None)
     account, partition = _account_and_partition(ctx, known_arn, instance)
-    instance_role_arn = (instance_role or {}).get("Arn") or f"arn:{partition}:iam::{account}:role/{req.instance_role}"
+    instance_role_arn = (instance_role or {}).get("Arn") or arns.role_arn(partition, account, req.instance_role)
     inline = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
 
     diffs = [
@@ -340,7 +339,7 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
                 purpose="assumable role",
             )
         )
-        target_arns.append((role or {}).get("Arn") or f"arn:{partition}:iam::{account}:role/{name}")
+        target_arns.append((role or {}).get("Arn") or arns.role_arn(partition, account, name))
     diffs.append(diff_inline_policy(req.instance_role, inline, target_arns))
 
     if req.instance_id:
@@ -492,7 +491,7 @@ def diff_disassociate(
     resource = f"association {instance_id}"
     if association is None:
         return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="no association"))
-    held = aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
+    held = arns.name_of(association["IamInstanceProfile"]["Arn"])
     if held != profile:
         return Diff(
             change=Change(
@@ -556,9 +555,8 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
     # is already gone (a teardown interrupted after deleting it), the name in the targets' account still says it.
     instance_role_arn = (role or {}).get("Arn")
     for name, target in targets.items():
-        if instance_role_arn is None and target is not None:
-            partition, account = target["Arn"].split(":")[1], target["Arn"].split(":")[4]
-            instance_role_arn = f"arn:{partition}:iam::{account}:role/{req.instance_role}"
+        if instance_role_arn is None and target is not None and (found := arns.split_arn(target["Arn"])):
+            instance_role_arn = arns.role_arn(*found, req.instance_role)
         diffs.append(
             diff_release_role(
                 name,

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from roleops import INLINE_POLICY_NAME, aws, policies
+from roleops import INLINE_POLICY_NAME, arns, aws, policies
 from roleops.evaluator import (
     Decision,
     NamedPolicy,
@@ -29,11 +28,7 @@ from roleops.evaluator import (
 )
 from roleops.results import DoctorReport, Finding, Status
 
-CHAIN_CAP = 3600  # role chaining caps sessions at one hour (AWS-FACTS.md, STS)
-_UNIQUE_ID = re.compile(r"^(?:AROA|AIDA)[A-Z0-9]{8,}$")
-_ROLE_ARN = re.compile(
-    r"^arn:(?P<partition>[\w-]+):iam::(?P<account>\d{12}):role/(?:[!-~]*/)?(?P<name>[\w+=,.@-]{1,64})$"
-)
+CHAIN_CAP = arns.CHAINED_SESSION_MAX  # kept under this name: doctor's public vocabulary
 _INLINE_ROLEOPS = f"inline:{INLINE_POLICY_NAME}"
 
 
@@ -79,8 +74,8 @@ class Gathered:
 # --- gathering (read-only AWS calls) --------------------------------------------------------------------
 
 
-def _role_arn_match(arn: str) -> re.Match[str] | None:
-    return _ROLE_ARN.fullmatch(arn) if isinstance(arn, str) else None
+def _role_arn_match(arn: str) -> arns.RoleArn | None:
+    return arns.parse_role_arn(arn)
 
 
 def _allowed_role_arns(doc: Mapping[str, Any] | None) -> list[str]:
@@ -114,7 +109,7 @@ def gather(clients: Any, *, instance_id: str, assume: Sequence[str], containers:
     identity: list[NamedPolicy] = []
     boundary = None
     if association:
-        profile = aws.get_instance_profile(iam, aws.profile_name_from_arn(association["IamInstanceProfile"]["Arn"]))
+        profile = aws.get_instance_profile(iam, arns.name_of(association["IamInstanceProfile"]["Arn"]))
     if profile and profile.get("Roles"):
         role = aws.get_role(iam, profile["Roles"][0]["RoleName"])
     if role:
@@ -133,19 +128,19 @@ def gather(clients: Any, *, instance_id: str, assume: Sequence[str], containers:
             # A boundary naming a policy that no longer exists allows nothing (as STS treats it).
             boundary = NamedPolicy(name=f"boundary:{boundary_arn}", document=doc if doc is not None else {})
 
-    caller_account = (role or {}).get("Arn", "::::").split(":")[4] or None
+    caller_account = arns.account_of((role or {}).get("Arn"))
     targets = []
     for arn in assume:
         m = _role_arn_match(arn)
         if m is None:  # the CLI validated it; a role ARN with an unusual path still needs a name
             continue
-        same_account = caller_account is None or m["account"] == caller_account
+        same_account = caller_account is None or m.account == caller_account
         targets.append(
             Target(
                 arn=arn,
-                name=m["name"],
-                account=m["account"],
-                role=aws.get_role(iam, m["name"]) if same_account else None,
+                name=m.name,
+                account=m.account,
+                role=aws.get_role(iam, m.name) if same_account else None,
             )
         )
 
@@ -153,11 +148,11 @@ def gather(clients: Any, *, instance_id: str, assume: Sequence[str], containers:
     roleops_policy = next((p.document for p in identity if p.name == _INLINE_ROLEOPS), None)
     for arn in _allowed_role_arns(roleops_policy):
         m = _role_arn_match(arn)
-        if m is None or m["account"] != caller_account or any(t.name == m["name"] for t in targets):
+        if m is None or m.account != caller_account or any(t.name == m.name for t in targets):
             continue
-        existing = aws.get_role(iam, m["name"])
+        existing = aws.get_role(iam, m.name)
         if existing is not None:  # a deleted one is not worth re-creating: setup may drop its ARN
-            kept.append(Target(arn=arn, name=m["name"], account=m["account"], role=existing))
+            kept.append(Target(arn=arn, name=m.name, account=m.account, role=existing))
 
     guessed = None
     if association is None:
@@ -192,9 +187,7 @@ def gather(clients: Any, *, instance_id: str, assume: Sequence[str], containers:
 
 
 def _account(g: Gathered) -> str | None:
-    if g.role:
-        return g.role["Arn"].split(":")[4]
-    return None
+    return arns.account_of(g.role["Arn"]) if g.role else None
 
 
 def _needs_adopt(g: Gathered) -> bool:
@@ -244,7 +237,7 @@ def _without_unique_ids(doc: Mapping[str, Any]) -> dict[str, Any]:
         p = s.get("Principal")
         if isinstance(p, Mapping) and "AWS" in p:
             values = [p["AWS"]] if isinstance(p["AWS"], str) else list(p["AWS"])
-            live = [v for v in values if not _UNIQUE_ID.match(v)]
+            live = [v for v in values if not arns.is_unique_id(v)]
             if len(live) != len(values):
                 rest = {k: v for k, v in p.items() if k != "AWS"}
                 if live:
@@ -369,7 +362,7 @@ def diagnose(g: Gathered) -> DoctorReport:
         )
         return DoctorReport(findings=tuple(f))
     profile_arn = g.association["IamInstanceProfile"]["Arn"]
-    profile_name = aws.profile_name_from_arn(profile_arn)
+    profile_name = arns.name_of(profile_arn)
     assoc_id = g.association.get("AssociationId", "ASSOCIATION_ID")
     assoc_state = g.association.get("State", "")
     f.append(
@@ -447,7 +440,7 @@ def diagnose(g: Gathered) -> DoctorReport:
         return DoctorReport(findings=tuple(f))
     role = g.role
     role_name, role_arn = role["RoleName"], role["Arn"]
-    partition, account = role_arn.split(":")[1], role_arn.split(":")[4]
+    partition, account = arns.split_arn(role_arn) or ("aws", "")
     f.append(Finding(check="profile-role", status=Status.PASS, detail=f"{profile_name} holds {role_arn}"))
 
     # 3. EC2 may assume the instance role
@@ -487,7 +480,7 @@ def diagnose(g: Gathered) -> DoctorReport:
         kind=PrincipalKind.ROLE_SESSION,
         account=account,
         arn=role_arn,
-        session_arn=f"arn:{partition}:sts::{account}:assumed-role/{role_name}/{iid}",
+        session_arn=arns.assumed_role_arn(partition, account, role_name, iid),
         unique_id=role.get("RoleId", ""),
         partition=partition,
     )
@@ -524,7 +517,7 @@ def _instance_finding(g: Gathered) -> Finding:
 def _role_name(g: Gathered) -> str | None:
     """The instance role, when roleops' convention (profile named after its role) holds for this instance."""
     if g.role and g.association:
-        profile = aws.profile_name_from_arn(g.association["IamInstanceProfile"]["Arn"])
+        profile = arns.name_of(g.association["IamInstanceProfile"]["Arn"])
         return g.role["RoleName"] if profile == g.role["RoleName"] else None
     return None
 
@@ -592,7 +585,7 @@ def _metadata_findings(g: Gathered) -> list[Finding]:
 
 
 def _stale_ids(trust: Mapping[str, Any]) -> list[str]:
-    return [p for p in policies.principals(trust) if _UNIQUE_ID.match(p)]
+    return [p for p in policies.principals(trust) if arns.is_unique_id(p)]
 
 
 def _unique_id_findings(trust: Mapping[str, Any], role_name: str) -> list[Finding]:
@@ -748,7 +741,7 @@ def _target_findings(g: Gathered, t: Target, principal: Principal, role_name: st
             )
         )
 
-    max_duration = int(t.role.get("MaxSessionDuration") or 3600)
+    max_duration = int(t.role.get("MaxSessionDuration") or arns.DEFAULT_MAX_SESSION_DURATION)
     detail = (
         f"MaxSessionDuration {max_duration} s; from the instance role this is role chaining, capped at "
         f"{CHAIN_CAP} s: ask for DurationSeconds ≤ {min(max_duration, CHAIN_CAP)}"

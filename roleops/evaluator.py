@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from roleops import arns
+
 __all__ = [
     "AssumeRoleVerdict",
     "Decision",
@@ -25,7 +27,6 @@ __all__ = [
 ]
 
 ASSUME_ROLE = "sts:AssumeRole"
-PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
 # --- public types --------------------------------------------------------------------------------
 
@@ -113,20 +114,7 @@ class AssumeRoleVerdict:
         return None
 
 
-# --- ARNs ------------------------------------------------------------------------------------------
-
-_PART = r"(?P<partition>aws|aws-cn|aws-us-gov)"
-_ACCT = r"(?P<account>\d{12})"
-_NAME = r"(?P<name>[\w+=,.@-]{1,64})"
-# IAM paths are "/" or "/.../" made of printable ASCII; the name after the last "/" has no slash.
-_PATH = r"(?P<path>/(?:[!-~]*/)?)"
-_ASSUMED_ROLE_RE = re.compile(rf"^arn:{_PART}:sts::{_ACCT}:assumed-role/{_NAME}/(?P<session>[\w+=,.@-]{{1,64}})$")
-_USER_RE = re.compile(rf"^arn:{_PART}:iam::{_ACCT}:user{_PATH}{_NAME}$")
-_ROLE_RE = re.compile(rf"^arn:{_PART}:iam::{_ACCT}:role{_PATH}{_NAME}$")
-_ROOT_RE = re.compile(rf"^arn:{_PART}:iam::{_ACCT}:root$")
-_ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
-# What IAM shows in place of a deleted role (AROA) or user (AIDA) named in a policy.
-_UNIQUE_ID_RE = re.compile(r"^(?:AROA|AIDA)[A-Z0-9]{8,}$")
+# --- ARNs (the patterns are roleops.arns', the one home of AWS identifiers) ---------------------------
 
 
 def parse_principal_arn(arn: str) -> Principal:
@@ -138,7 +126,7 @@ def parse_principal_arn(arn: str) -> Principal:
     if not isinstance(arn, str):
         raise ValueError(f"not an ARN: {arn!r}")
     text = arn.strip()
-    if m := _ASSUMED_ROLE_RE.match(text):
+    if m := arns.ASSUMED_ROLE_ARN_RE.fullmatch(text):
         part, acct, name = m["partition"], m["account"], m["name"]
         return Principal(
             kind=PrincipalKind.ROLE_SESSION,
@@ -147,9 +135,9 @@ def parse_principal_arn(arn: str) -> Principal:
             session_arn=text,
             partition=part,
         )
-    if m := _USER_RE.match(text):
+    if m := arns.USER_ARN_RE.fullmatch(text):
         return Principal(kind=PrincipalKind.USER, account=m["account"], arn=text, partition=m["partition"])
-    if m := _ROOT_RE.match(text):
+    if m := arns.ROOT_ARN_RE.fullmatch(text):
         return Principal(kind=PrincipalKind.ROOT, account=m["account"], arn=text, partition=m["partition"])
     raise ValueError(f"not an assumed-role, IAM user or root ARN: {arn!r}")
 
@@ -158,7 +146,7 @@ def _role_arn_of(principal: Principal) -> str:
     """The role ARN of a role session, falling back to the session ARN when only that is known."""
     if principal.arn:
         return principal.arn
-    if m := _ASSUMED_ROLE_RE.match(principal.session_arn):
+    if m := arns.ASSUMED_ROLE_ARN_RE.fullmatch(principal.session_arn):
         return f"arn:{m['partition']}:iam::{m['account']}:role/{m['name']}"
     return ""
 
@@ -401,10 +389,10 @@ def _principal_entry_matches(kind_key: str, value: str, principal: Principal, no
     value = value.strip()
     if value == "*":
         return True
-    if _ACCOUNT_ID_RE.match(value):
+    if arns.ACCOUNT_ID_RE.fullmatch(value):
         # A bare account id carries no partition; it delegates to the whole account.
         return value == principal.account
-    if _UNIQUE_ID_RE.match(value):
+    if arns.UNIQUE_ID_RE.fullmatch(value):
         if principal.unique_id and principal.unique_id == value:
             return True
         their_id = principal.unique_id or "unknown"
@@ -414,14 +402,14 @@ def _principal_entry_matches(kind_key: str, value: str, principal: Principal, no
             "so it does not match (re-save the policy with the ARN)"
         )
         return False
-    if m := _ROOT_RE.match(value):
+    if m := arns.ROOT_ARN_RE.fullmatch(value):
         return m["partition"] == principal.partition and m["account"] == principal.account
-    if m := _ASSUMED_ROLE_RE.match(value):
+    if m := arns.ASSUMED_ROLE_ARN_RE.fullmatch(value):
         return principal.kind is PrincipalKind.ROLE_SESSION and principal.session_arn == value
-    if m := _ROLE_RE.match(value):
+    if m := arns.ROLE_ARN_RE.fullmatch(value):
         if principal.kind is not PrincipalKind.ROLE_SESSION:
             return False
-        mine = _ROLE_RE.match(_role_arn_of(principal))
+        mine = arns.ROLE_ARN_RE.fullmatch(_role_arn_of(principal))
         if mine is None:
             return False
         if (mine["partition"], mine["account"], mine["name"]) != (m["partition"], m["account"], m["name"]):
@@ -429,7 +417,7 @@ def _principal_entry_matches(kind_key: str, value: str, principal: Principal, no
         # Session ARNs drop the role's path, so a principal built from one has path "/": then the
         # account and name decide. A principal that knows its real path must match it exactly.
         return mine["path"] == m["path"] or mine["path"] == "/"
-    if m := _USER_RE.match(value):
+    if m := arns.USER_ARN_RE.fullmatch(value):
         return principal.kind is PrincipalKind.USER and principal.arn == value
     return False
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from roleops import aws, policies
+from roleops import arns, aws, policies
 from roleops.clients import Clients
 from roleops.errors import AwsError, PropagationTimeout
 from roleops.results import Change, PlanReport
@@ -109,7 +109,7 @@ def wait_associated(ctx: Context, instance_id: str, profile: str) -> None:
             if (
                 assoc
                 and assoc.get("State") == "associated"
-                and aws.profile_name_from_arn(assoc["IamInstanceProfile"]["Arn"]) == profile
+                and arns.name_of(assoc["IamInstanceProfile"]["Arn"]) == profile
             ):
                 return
             if not spinning:  # as in retry_propagation: a note only once there is something to wait for
@@ -276,7 +276,7 @@ class DeleteRole(Op):
 
 def _holds(ctx: Context, instance_id: str, profile: str) -> bool:
     assoc = aws.get_association(ctx.clients.ec2(), instance_id)
-    return assoc is not None and aws.profile_name_from_arn(assoc["IamInstanceProfile"]["Arn"]) == profile
+    return assoc is not None and arns.name_of(assoc["IamInstanceProfile"]["Arn"]) == profile
 
 
 @dataclass(frozen=True, kw_only=True)

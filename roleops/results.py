@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
+
+from roleops.arns import iso_z  # re-exported: results serialise times in AWS's shape
 
 
 def mask_key(access_key_id: str | None) -> str | None:
@@ -15,15 +17,6 @@ def mask_key(access_key_id: str | None) -> str | None:
     if len(access_key_id) <= 8:
         return "*" * len(access_key_id)
     return f"{access_key_id[:4]}…{access_key_id[-4:]}"
-
-
-def iso_z(when: datetime | None) -> str | None:
-    """AWS's own timestamp shape, e.g. 2018-01-26T05:40:31Z."""
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- setup / associate / teardown -------------------------------------------------------------

@@ -5,21 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from roleops import arns
 from roleops.errors import ValidationError
 
 _IAM_NAME = re.compile(r"[\w+=,.@-]+", re.ASCII)
 _INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
-_ROLE_ARN = re.compile(
-    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::(?P<account>\d{12}):role(?P<path>/(?:[\x21-\x7e]+/)?)"
-    r"(?P<name>[\w+=,.@-]{1,64})"
-)
-_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_SESSION_NAME = re.compile(arns.SESSION_NAME_PATTERN, re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
-
-PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
-MIN_SESSION_DURATION = 3600  # IAM MaxSessionDuration bounds
-MAX_SESSION_DURATION = 43200
 
 
 def validate_role_name(value: str, field: str = "role name") -> str:
@@ -36,6 +29,16 @@ def validate_profile_name(value: str, field: str = "instance profile name") -> s
     return value
 
 
+_CONFIG_PROFILE = re.compile(r"[\w+=,.@-]{1,128}", re.ASCII)
+
+
+def validate_config_profile_name(value: str, field: str = "--profile-name") -> str:
+    """A shared-config profile name roleops writes: no spaces, brackets or '#' that would break the INI section."""
+    if not isinstance(value, str) or not _CONFIG_PROFILE.fullmatch(value):
+        raise ValidationError(field, value, "a profile name here is 1-128 characters of letters, digits and +=,.@_-")
+    return value
+
+
 def validate_instance_id(value: str, field: str = "--instance-id") -> str:
     if not isinstance(value, str) or not _INSTANCE_ID.fullmatch(value):
         raise ValidationError(field, value, "an instance id is i- followed by 8 or 17 lowercase hex digits")
@@ -43,20 +46,21 @@ def validate_instance_id(value: str, field: str = "--instance-id") -> str:
 
 
 def validate_role_arn(value: str, field: str = "--assume") -> str:
-    if not isinstance(value, str) or not _ROLE_ARN.fullmatch(value):
+    parsed = arns.parse_role_arn(value)
+    if parsed is None:
         raise ValidationError(
             field,
             value,
-            "a role ARN looks like arn:aws:iam::123456789012:role/NAME (partition aws, aws-cn or aws-us-gov)",
+            "a role ARN looks like arn:aws:iam::123456789012:role/NAME (partition aws, aws-cn, aws-us-gov, ...)",
         )
     return value
 
 
 def role_arn_parts(arn: str) -> tuple[str, str, str, str]:
     """(partition, account, path, name) of a validated role ARN."""
-    m = _ROLE_ARN.fullmatch(validate_role_arn(arn))
-    assert m is not None  # validate_role_arn raised otherwise
-    return m["partition"], m["account"], m["path"], m["name"]
+    parsed = arns.parse_role_arn(validate_role_arn(arn))
+    assert parsed is not None  # validate_role_arn raised otherwise
+    return parsed.partition, parsed.account, parsed.path, parsed.name
 
 
 def validate_session_name(value: str, field: str = "--session-name") -> str:
@@ -82,7 +86,7 @@ def validate_duration(value: int | str, field: str, low: int, high: int) -> int:
 
 
 def validate_max_session_duration(value: int | str, field: str = "--max-session-duration") -> int:
-    return validate_duration(value, field, MIN_SESSION_DURATION, MAX_SESSION_DURATION)
+    return validate_duration(value, field, arns.MIN_MAX_SESSION_DURATION, arns.MAX_MAX_SESSION_DURATION)
 
 
 def validate_region(value: str, field: str = "--region") -> str:
