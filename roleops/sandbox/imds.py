@@ -45,7 +45,8 @@ class _Association:
 
 
 class Imds:
-    """Answers /imds/<instance-id>/latest/... for every instance moto knows in the sandbox's region."""
+    """Answers latest/... for every instance moto knows in the sandbox's region: at the root of each instance's
+    own metadata port, and at /imds/<instance-id>/latest/... on the API port (see server.py)."""
 
     def __init__(self, world: World, *, seed: int = 0, sleep: Callable[[float], None] = time.sleep) -> None:
         self.world = world

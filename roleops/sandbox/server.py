@@ -1,16 +1,20 @@
-"""Sandbox (product, offline): one 127.0.0.1 port serving moto, per-instance IMDS, STS decisions and faults."""
+"""Sandbox (product, offline): a 127.0.0.1 API port (moto, STS decisions, faults) and a metadata port per instance."""
 
 from __future__ import annotations
 
 import json
 import random
 import re
+import selectors
+import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.test import run_wsgi_app
 
 from .calls import CallLog
@@ -28,12 +32,24 @@ from .wire import (
     query_error,
     read_api_request,
     read_json_body,
+    text,
 )
 
 HOST = "127.0.0.1"  # never anything else: the sandbox hands out admin keys to whoever can reach it
 MAX_INSTANCES = 64
 THROTTLED_SERVICES = ("iam", "ec2", "sts")
 _IMDS_PATH_RE = re.compile(r"^/imds/(?P<instance>[^/]+)(?P<rest>/.*)?$")
+# What an IMDS client asks for at the root of its endpoint: `latest/` (moto's server answers `/latest/meta-data/`
+# and `/latest/api/` with its own fake instance and test-key credentials), and the dated versions and `1.0`.
+_METADATA_PATH_RE = re.compile(r"^/(latest|1\.0|\d{4}-\d\d-\d\d)(/|$)")
+NOT_METADATA_MESSAGE = (
+    "this is the sandbox's AWS API endpoint, not an instance metadata service: point "
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT at an instance's metadata_endpoint (GET /_roleops/instances)\n"
+)
+# How often the metadata listener loop looks at its stop flag.
+_SELECT_SECONDS = 0.2
+# Binds tried for a port no earlier instance of this sandbox had (see _MetadataPorts._fresh_socket).
+_PORT_TRIES = 32
 _PROFILE_ACTIONS = ("AssociateIamInstanceProfile", "ReplaceIamInstanceProfileAssociation", "RunInstances")
 _METADATA_OPTION_PARAMS = {
     "HttpTokens": "http_tokens",
@@ -69,6 +85,122 @@ def _quiet_handler() -> type:
     return QuietHandler
 
 
+class _QuietImdsHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as EC2's IMDS
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass  # the sandbox logs nothing per request
+
+
+class _MetadataServer(ThreadedWSGIServer):
+    """One instance's metadata service at the root of its own port; one thread per connection."""
+
+    # Closing the listener must not wait for the client's keep-alive connections (their threads are daemons).
+    block_on_close = False
+
+    def __init__(self, sock: socket.socket, app: Callable[[dict, Any], Any]) -> None:
+        # Handed a bound socket (werkzeug dups its descriptor), werkzeug leaves bind errors to us: binding by
+        # itself, it would print them and sys.exit().
+        super().__init__(HOST, sock.getsockname()[1], app, _QuietImdsHandler, fd=sock.fileno())
+        # Non-blocking: a connection reset between select and accept must not block the one accepting thread.
+        self.socket.setblocking(False)
+
+
+class _MetadataPorts:
+    """Every instance's metadata port on 127.0.0.1, all accepted by one thread over one selector: stop() costs
+    one select timeout however many instances there are. Requests go to `serve(instance_id, environ,
+    start_response)` with the instance its port was opened for. A port serves one instance for its life and,
+    within one sandbox, is never handed to another instance: a stale endpoint is refused, not answered by
+    somebody else's instance."""
+
+    def __init__(self, serve: Callable[[str, dict, Any], Any]) -> None:
+        self._serve = serve
+        self._lock = threading.Lock()  # guards _servers and each listening socket against the loop
+        self._servers: dict[str, _MetadataServer] = {}
+        self._used_ports: set[int] = set()
+        self._selector: selectors.BaseSelector | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._selector = selectors.DefaultSelector()
+        self._thread = threading.Thread(
+            target=self._loop, args=(self._selector,), name="roleops-sandbox-imds", daemon=True
+        )
+        self._thread.start()
+
+    def open(self, instance_id: str) -> int:
+        """Listen for `instance_id` on a fresh port picked by the OS; returns the port."""
+        sock = self._fresh_socket()
+        try:
+            server = _MetadataServer(sock, partial(self._serve, instance_id))
+        finally:
+            sock.close()  # the server holds its own dup of the descriptor
+        with self._lock:
+            if self._selector is None:
+                server.server_close()
+                raise RuntimeError("the metadata listeners are not running")
+            self._servers[instance_id] = server
+            self._used_ports.add(server.port)
+            self._selector.register(server.socket, selectors.EVENT_READ, (instance_id, server))
+        return server.port
+
+    def close_all(self) -> None:
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+            for server in servers:
+                if self._selector is not None:
+                    self._selector.unregister(server.socket)
+                server.server_close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.close_all()
+        with self._lock:
+            if self._selector is not None:
+                self._selector.close()
+                self._selector = None
+
+    def _fresh_socket(self) -> socket.socket:
+        held: list[socket.socket] = []  # ports this sandbox used before, kept bound so the OS picks others
+        try:
+            for _ in range(_PORT_TRIES):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.bind((HOST, 0))
+                    sock.listen(128)
+                except OSError:
+                    sock.close()
+                    raise
+                if sock.getsockname()[1] not in self._used_ports:
+                    return sock
+                held.append(sock)
+            raise OSError(f"no fresh 127.0.0.1 port for a metadata service after {_PORT_TRIES} tries")
+        finally:
+            for sock in held:
+                sock.close()
+
+    def _loop(self, selector: selectors.BaseSelector) -> None:
+        while not self._stopping.is_set():
+            if not selector.get_map():  # nothing to select on (select() on no descriptors fails on some systems)
+                self._stopping.wait(_SELECT_SECONDS)
+                continue
+            for key, _ in selector.select(_SELECT_SECONDS):
+                instance_id, server = key.data
+                with self._lock:
+                    # Closed while we selected: its socket is gone (and its descriptor may be another's now).
+                    if self._servers.get(instance_id) is not server:
+                        continue
+                    try:
+                        server.handle_request()  # accept one connection; a thread of its own serves it
+                    except Exception:  # noqa: BLE001 - one bad accept must not end every instance's metadata
+                        continue
+
+
 class Sandbox:
     """A local AWS for roleops: moto plus what moto lacks (see the package docstring)."""
 
@@ -96,6 +228,7 @@ class Sandbox:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._moto_app: Any = None
+        self._metadata = _MetadataPorts(self._serve_metadata)
         self.instances: list[SandboxInstance] = []
         self.endpoint_url = ""
         self.access_key_id = ""
@@ -125,10 +258,15 @@ class Sandbox:
             self._server = make_server(HOST, self.port, self, threaded=True, request_handler=_quiet_handler())
             self.port = self._server.server_port
             self.endpoint_url = f"http://{HOST}:{self.port}"
+            self._metadata.start()
             self.instances = [self._launch_instance() for _ in range(self._initial_instances)]
             self._thread = threading.Thread(target=self._server.serve_forever, name="roleops-sandbox", daemon=True)
             self._thread.start()
         except BaseException:
+            self._metadata.stop()
+            if self._server is not None:
+                self._server.server_close()
+                self._server = None
             self._release()
             raise
         return self
@@ -140,6 +278,7 @@ class Sandbox:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._metadata.stop()
         self._server = None
         self._thread = None
         self._release()
@@ -218,7 +357,8 @@ class Sandbox:
         return self.calls.hold_json()
 
     def reset(self, *, seed: int | None = None) -> None:
-        """A fresh account: moto reset, the same admin keys, and as many fresh instances as at start.
+        """A fresh account: moto reset, the same admin keys, and as many fresh instances as at start, each with
+        a metadata port of its own (the old instances' ports close: they are never reused for another instance).
         Fault settings are sandbox settings, not account state: they stay. Call counts and the hold are the
         account's: they go. The fault dice restart from `seed` (default: the sandbox's seed)."""
         if seed is not None:
@@ -230,6 +370,7 @@ class Sandbox:
         with self.world.lock:
             self.world.harvest_secrets()
             self._fresh_account(keep_admin_keys=True)
+            self._metadata.close_all()
             self.instances = [self._launch_instance() for _ in range(self._initial_instances)]
 
     # --- account set-up (in process, through moto's backends) ---------------------------------------
@@ -270,7 +411,10 @@ class Sandbox:
                 tags={"instance": {"Name": f"roleops-sandbox-{number}"}},
             )
             instance_id = reservation.instances[0].id
-        return SandboxInstance(instance_id, f"{self.endpoint_url}/imds/{instance_id}/")
+        # Its metadata service at the root of an address of its own, as EC2's 169.254.169.254 is: SDKs that
+        # keep only scheme, host and port of AWS_EC2_METADATA_SERVICE_ENDPOINT reach it too.
+        port = self._metadata.open(instance_id)
+        return SandboxInstance(instance_id, f"http://{HOST}:{port}/")
 
     # --- WSGI -----------------------------------------------------------------------------------
 
@@ -278,13 +422,25 @@ class Sandbox:
         path = environ.get("PATH_INFO", "") or "/"
         try:
             if m := _IMDS_PATH_RE.match(path):
+                # The first endpoints' shape (before each instance had a port): kept so that old URLs work.
                 response = self.imds(environ, m["instance"], m["rest"] or "/")
             elif path == "/_roleops" or path.startswith("/_roleops/"):
                 response = self._control(environ, path)
+            elif _METADATA_PATH_RE.match(path):
+                # moto would answer with its own fake instance and test-key credentials that nothing issued.
+                response = text(404, NOT_METADATA_MESSAGE)
             else:
                 response = self._api(environ)
         except Exception as exc:  # a sandbox bug must answer, not drop the connection
             response = json_response(500, {"error": f"sandbox error: {type(exc).__name__}: {exc}"})
+        return response(environ, start_response)
+
+    def _serve_metadata(self, instance_id: str, environ: dict, start_response: Any) -> Any:
+        """WSGI for one instance's metadata port: every path is that instance's metadata, from the root."""
+        try:
+            response = self.imds(environ, instance_id, environ.get("PATH_INFO", "") or "/")
+        except Exception as exc:  # a sandbox bug must answer, not drop the connection
+            response = text(500, f"sandbox error: {type(exc).__name__}: {exc}")
         return response(environ, start_response)
 
     def _forward(self, request: ApiRequest) -> Response:

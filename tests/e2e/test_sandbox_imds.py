@@ -7,11 +7,15 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
+from urllib.parse import urlsplit
 
 import pytest
-from conftest import ACCOUNT, CREDENTIAL_KEYS, REPO, http, start_sandbox_process, stop_process
+from conftest import ACCOUNT, CREDENTIAL_KEYS, REPO, ImdsClient, http, start_sandbox_process, stop_process
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+# Each instance's metadata service: the root of a loopback port of its own, as EC2's http://169.254.169.254/.
+METADATA_ENDPOINT_RE = re.compile(r"^http://127\.0\.0\.1:(\d+)/$")
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -206,6 +210,102 @@ def test_unknown_instance_is_404(sb):
     assert status == 404
 
 
+# --- each instance's own metadata address -----------------------------------------------------------
+
+
+def test_each_instance_is_served_at_the_root_of_its_own_port(sb):
+    """What SDKs that keep only scheme, host and port of the endpoint (and EC2's own address) need."""
+    second = sb.new_instance()
+    instances = [sb.info["instances"][0], second]
+    endpoints = [i["metadata_endpoint"] for i in instances]
+    ports = [int(METADATA_ENDPOINT_RE.match(e)[1]) for e in endpoints]  # type: ignore[index]
+    assert len(set(ports)) == 2 and urlsplit(sb.endpoint_url).port not in ports
+    sb.create_instance_role("ExampleRole")
+    ec2 = sb.client("ec2")
+    for instance in instances:
+        sb.associate("ExampleRole", instance)
+        ec2.modify_instance_metadata_options(InstanceId=instance["instance_id"], HttpTokens="required")
+    for instance in instances:
+        imds = sb.imds(instance)
+        assert imds.endpoint == instance["metadata_endpoint"]
+        assert imds.get("meta-data/instance-id", v2=False)[0] == 401  # IMDSv2 only: what follows used a token
+        status, token = imds.token()
+        assert status == 200
+        assert imds.get("meta-data/instance-id", token=token) == (200, instance["instance_id"])
+        assert imds.get("meta-data/iam/security-credentials/", token=token) == (200, "ExampleRole")
+        document = imds.credentials("ExampleRole")
+        arn = sb.client_from_document("sts", document).get_caller_identity()["Arn"]
+        assert arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/ExampleRole/{instance['instance_id']}"
+        assert {document["SecretAccessKey"], document["Token"]} <= sb.secrets()
+    # A token is the instance's, not the port's: the other instance's port refuses it.
+    status, token = sb.imds(instances[0]).token()
+    assert sb.imds(second).get("meta-data/instance-id", token=token)[0] == 401
+
+
+def test_old_imds_url_on_the_api_port_still_works(sb):
+    sb.create_instance_role("ExampleRole")
+    sb.associate("ExampleRole")
+    old = ImdsClient(f"{sb.endpoint_url}/imds/{sb.instance_id}/")
+    assert old.get("meta-data/instance-id") == (200, sb.instance_id)
+    assert old.get("meta-data/iam/security-credentials/") == (200, "ExampleRole")
+    # The same service at both addresses: one cached session, and a token from one is good at the other.
+    assert old.credentials("ExampleRole")["AccessKeyId"] == sb.imds().credentials("ExampleRole")["AccessKeyId"]
+    status, token = old.token()
+    assert status == 200 and sb.imds().get("meta-data/instance-id", token=token) == (200, sb.instance_id)
+
+
+def test_reset_gives_the_new_instances_new_endpoints_and_closes_the_old(sb):
+    before = [sb.info["instances"][0], sb.new_instance()]
+    sb.reset()
+    after = sb.info["instances"]
+    assert len(after) == 1 and after[0]["instance_id"] not in {i["instance_id"] for i in before}
+    assert sb.imds(after[0]).get("meta-data/instance-id") == (200, after[0]["instance_id"])
+    launched = sb.new_instance()
+    assert sb.imds(launched).get("meta-data/instance-id") == (200, launched["instance_id"])
+    old_endpoints = {i["metadata_endpoint"] for i in before}
+    assert not old_endpoints & {after[0]["metadata_endpoint"], launched["metadata_endpoint"]}
+    for endpoint in old_endpoints:
+        # Closed, never handed to another instance: an old endpoint is refused, not answered by a new instance.
+        with pytest.raises(urllib.error.URLError, match="refused"):
+            http("GET", endpoint + "latest/meta-data/instance-id")
+
+
+# Every path moto's server answers with its own fake metadata (`/latest/meta-data/...`, `/latest/api/...`),
+# and the other shapes of an IMDS request.
+API_PORT_METADATA_REQUESTS = [
+    ("PUT", "/latest/api/token"),
+    ("GET", "/latest/meta-data/"),
+    ("GET", "/latest/meta-data/iam"),
+    ("GET", "/latest/meta-data/iam/security-credentials/"),
+    ("GET", "/latest/meta-data/iam/security-credentials/default-role"),
+    ("GET", "/latest/meta-data/instance-id"),
+    ("GET", "/latest/dynamic/instance-identity/document"),
+    ("GET", "/latest"),
+    ("GET", "/2021-01-03/meta-data/iam/security-credentials/"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), API_PORT_METADATA_REQUESTS)
+def test_api_port_refuses_metadata_paths(sb, method, path):
+    headers = {"X-aws-ec2-metadata-token-ttl-seconds": "21600", "X-aws-ec2-metadata-token": "any"}
+    status, body = http(method, sb.endpoint_url + path, headers=headers)
+    assert status == 404
+    assert "not an instance metadata service" in body and "metadata_endpoint" in body
+    assert "test-key" not in body and "AccessKeyId" not in body and "fake" not in body
+
+
+def test_sdk_pointed_at_the_api_port_finds_no_credentials(sb):
+    """The reported failure: an SDK that reaches the API port's root gets no credentials (and says so), not
+    moto's test-key ones that STS then rejects."""
+    sb.create_instance_role("ExampleRole")
+    sb.associate("ExampleRole")
+    env = {**sb.env(sb.instance_id), "AWS_EC2_METADATA_SERVICE_ENDPOINT": sb.endpoint_url + "/"}
+    cli = run([sys.executable, "-m", "awscli", "sts", "get-caller-identity", "--output", "json"], env)
+    assert cli.returncode != 0
+    assert "Unable to locate credentials" in cli.stderr, cli.stderr
+    assert "InvalidClientTokenId" not in cli.stderr
+
+
 # --- control endpoints and lifecycle --------------------------------------------------------------
 
 
@@ -227,7 +327,9 @@ def test_info_shape_and_reset_keeps_admin_keys(sb):
 
 def test_new_instance_is_a_running_ec2_instance(sb):
     instance = sb.new_instance()
-    assert instance["metadata_endpoint"] == f"{sb.endpoint_url}/imds/{instance['instance_id']}/"
+    assert METADATA_ENDPOINT_RE.match(instance["metadata_endpoint"])
+    assert instance["metadata_endpoint"] not in {i["metadata_endpoint"] for i in sb.info["instances"][:-1]}
+    assert sb.imds(instance).get("meta-data/instance-id") == (200, instance["instance_id"])
     described = sb.client("ec2").describe_instances(InstanceIds=[instance["instance_id"]])
     state = described["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] == "running" and state["InstanceType"] == "t3.micro"
@@ -256,6 +358,10 @@ def test_foreground_table_output_and_clean_stop(tmp_path):
         ]
         assert lines[0].startswith("export AWS_ENDPOINT_URL=http://127.0.0.1:")
         assert len([ln for ln in lines if re.match(r"^# i-[0-9a-f]+$", ln)]) == 2
+        endpoints = [
+            ln.split("=", 1)[1] for ln in lines if ln.startswith("# export AWS_EC2_METADATA_SERVICE_ENDPOINT=")
+        ]
+        assert all(METADATA_ENDPOINT_RE.match(e) for e in endpoints) and len(set(endpoints)) == 2, endpoints
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
     finally:
