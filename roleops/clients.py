@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from roleops.redact import register as register_secrets
+
 if TYPE_CHECKING:  # boto3 and botocore are imported lazily so that `roleops --help` stays fast
     from typing import TypeAlias
 
@@ -78,6 +80,25 @@ def use_data_slices(session: Session) -> None:
         paths.insert(0, ENDPOINTS_SLICE)
 
 
+def _register_session_secrets(core: botocore.session.Session) -> None:
+    """Register the keys the session's own chain resolved (the profile's, the environment's...) for redaction.
+
+    create_client resolved them already and botocore keeps them on the session; reading that cache costs no call.
+    `get_credentials()` is not used: when the chain found nothing it would walk the chain again (IMDS timeouts).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    found = getattr(core, "_credentials", None)
+    if found is None:
+        return
+    try:
+        # Deferred credentials (a profile's role_arn, SSO) are fetched here rather than at the first signing.
+        frozen = found.get_frozen_credentials()
+    except (BotoCoreError, ClientError):
+        return  # the same failure comes back, reported as usual, from the client's first call
+    register_secrets(frozen.secret_key, frozen.token)
+
+
 class Clients:
     """Holds a session (boto3's or botocore's) and hands out cached clients.
 
@@ -104,6 +125,7 @@ class Clients:
         self._event_hooks = event_hooks or []
         self._credentials = {k: v for k, v in (credentials or {}).items() if v is not None}
         self._cache: dict[tuple[str, str], Any] = {}
+        register_secrets(self._credentials.get("aws_secret_access_key"), self._credentials.get("aws_session_token"))
 
     def config(self):
         from botocore.config import Config
@@ -159,7 +181,10 @@ class Clients:
                 kwargs["endpoint_url"] = self.endpoint_url
             kwargs.update(self._credentials)
             # boto3.Session.client is this same call on the botocore session it wraps.
-            client = core_session(self.session).create_client(service, **kwargs)
+            core = core_session(self.session)
+            client = core.create_client(service, **kwargs)
+            if not self._credentials:
+                _register_session_secrets(core)
             for event, handler in self._event_hooks:
                 client.meta.events.register(event, handler)
             self._cache[key] = client

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from roleops.errors import EnvironmentProblem, UsageError
+from roleops.redact import register as register_secrets
 from roleops.results import iso_z, mask_key
 
 if TYPE_CHECKING:  # botocore is imported lazily so that `roleops --help` stays fast
@@ -206,6 +207,8 @@ class RoleCredentials:
 
     @classmethod
     def from_document(cls, role: str, doc: dict[str, Any]) -> RoleCredentials:
+        # Where the instance role's secrets enter roleops: from here on, no log line may carry them.
+        register_secrets(doc.get("SecretAccessKey"), doc.get("Token"))
         expiration = parse_time(doc.get("Expiration"))
         missing = [k for k in _CREDENTIAL_FIELDS if not doc.get(k)]
         if doc.get("Expiration") and expiration is None:
@@ -428,7 +431,12 @@ class ImdsClient:
         """iam/security-credentials/ROLE, parsed (it holds secrets); None (404) when IMDS has no such role."""
         path = CREDENTIALS_PATH + quote(role, safe="")
         resp = self._get(path)
-        return None if resp is None else self._json(resp, f"the credential document of role {role}", path)
+        if resp is None:
+            return None
+        doc = self._json(resp, f"the credential document of role {role}", path)
+        # Registered for redaction as soon as parsed (the raw document is used by the demo, too).
+        register_secrets(doc.get("SecretAccessKey"), doc.get("Token"))
+        return doc
 
     # --- typed ----------------------------------------------------------------------------------
 
@@ -533,6 +541,8 @@ class ImdsClient:
             status = resp.status_code
             if status == 200 and resp.text.strip():
                 self._token = resp.text.strip()
+                # The token opens this instance's metadata (its role's keys included) for hours: a secret in logs.
+                register_secrets(self._token)
                 self._mode = "v2"
                 return
             if status in (403, 404, 405):  # no token API here (or not allowed): botocore falls back to v1

@@ -246,6 +246,9 @@ class World:
             while len(self.imds_tokens) >= MAX_IMDS_TOKENS:
                 del self.imds_tokens[next(iter(self.imds_tokens))]  # oldest first (insertion order)
         self.imds_tokens[token] = (instance_id, now + ttl)
+        # A token opens the instance's metadata, its role's keys included: an issued secret for the leak check
+        # (kept here, at issue: the bounded table above forgets tokens, and expired ones go at lookup).
+        self.issued.add(token)
 
     def imds_token_valid(self, token: str, instance_id: str) -> bool:
         entry = self.imds_tokens.get(token)

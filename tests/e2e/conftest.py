@@ -124,6 +124,11 @@ class SandboxProcess:
         for item in self.info["instances"]:
             if item["instance_id"] == instance_id:
                 return item["metadata_endpoint"]
+        # Not one this fixture has seen: ask the sandbox. An instance it did not launch itself (EC2's
+        # RunInstances, or an id that is no instance) has no port of its own, only the API port's /imds/<id>/.
+        for item in self.control("GET", "instances")["instances"]:
+            if item["instance_id"] == instance_id:
+                return item["metadata_endpoint"]
         return f"{self.endpoint_url}/imds/{instance_id}/"
 
     def _instance_id(self, instance: str | dict | None) -> str:
@@ -296,10 +301,13 @@ def sb(sandbox: SandboxProcess) -> SandboxProcess:
 @pytest.fixture
 def record(sandbox: SandboxProcess, record_output: Callable[..., None]) -> Iterator[Callable[..., None]]:
     """`record_output`, and at the test's end: no secret the sandbox ever issued is in what was recorded
-    without `secrets_allowed` (the instance and assumed sessions' keys and tokens, the admin's secret key)."""
+    without `secrets_allowed` (the instance and assumed sessions' keys and tokens, IMDS tokens, the admin's secret
+    key), nor anything shaped like a sandbox session token (leakcheck.SHAPES: a private sandbox's too)."""
     seen: list[tuple[str, str]] = []
 
-    def rec(source: str, text: str | None, *, secrets_allowed: bool = False) -> None:
+    def rec(source: str, text: str | bytes | None, *, secrets_allowed: bool = False) -> None:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
         record_output(source, text, secrets_allowed=secrets_allowed)
         if text and not secrets_allowed:
             seen.append((source, text))
@@ -307,5 +315,28 @@ def record(sandbox: SandboxProcess, record_output: Callable[..., None]) -> Itera
     yield rec
     secrets = sandbox.secrets()
     assert secrets, "the sandbox reports no issued secrets: the check would prove nothing"
-    leaks = [source for source, text in seen if any(s in text for s in secrets)]
+    leaks = [source for source, text in seen if leakcheck.holds_secret(text, secrets)]
     assert not leaks, f"a secret issued by the sandbox appears in: {leaks}"
+
+
+def assumed_admin_env(sb: SandboxProcess, role: str = "SandboxAdminSession") -> dict[str, str]:
+    """A subprocess environment signing with a role session (keys and a session token), as an operator with SSO
+    or an assumed admin role has: the admin's keys assume `role`, an admin role made for it in the account.
+
+    The admin's own long-term keys send no X-Amz-Security-Token; only a session shows whether one leaks.
+    """
+    iam = sb.client("iam")
+    admin_arn = iam.get_user()["User"]["Arn"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}],
+    }
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=role, PolicyName="admin", PolicyDocument=json.dumps(everything))
+    credentials = sb.client("sts").assume_role(RoleArn=role_arn(role), RoleSessionName="operator")["Credentials"]
+    env = sb.env()
+    env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
+    env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
+    env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
+    return env
