@@ -109,8 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("creds", "print credentials of the instance role (or an assumed role); prints secrets")
     on_instance_options(p)
-    p.add_argument("--format", choices=("env", "env-no-export", "json", "process"), default="env")
-    p.set_defaults(func=cmd_creds, session_name="roleops-creds")
+    p.add_argument(
+        "--format",
+        choices=("env", "env-no-export", "json", "process", "profile"),
+        default="env",
+        help="profile: the ~/.aws/config block (credential_source = Ec2InstanceMetadata) that assumes --assume "
+        "by itself; no secret in it",
+    )
+    p.add_argument("--profile-name", metavar="NAME", help="with --format profile: its name (default: the role's)")
+    # No default session name here: --format profile names sessions after the instance, the others roleops-creds.
+    p.set_defaults(func=cmd_creds, session_name=None)
 
     p = command("doctor", "from an operator's machine: find the broken link and the command that mends it")
     p.add_argument("--instance-id", required=True, metavar="ID")
@@ -278,7 +286,8 @@ def _on_instance_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
     for arn in args.assume:
         validate_role_arn(arn)
-    validate_session_name(args.session_name)
+    if args.session_name is not None:
+        validate_session_name(args.session_name)
     if args.external_id is not None:
         validate_external_id(args.external_id)
     duration = validate_duration(args.duration, "--duration", 900, 43200) if args.duration is not None else None
@@ -321,20 +330,46 @@ def cmd_creds(args: argparse.Namespace) -> int:
     checked = _on_instance_inputs(args)
     if len(args.assume) > 1:
         raise UsageError("creds takes one --assume", "it prints one set of credentials", "give one role ARN")
-    from roleops.creds import format_credentials, get_credentials
+    if args.profile_name is not None and args.format != "profile":
+        raise UsageError("--profile-name goes with --format profile", "only that format has a name", "drop it")
+    if args.format == "profile":
+        return _creds_profile(args, checked["duration"])
+    from roleops.creds import DEFAULT_SESSION_NAME, format_credentials, get_credentials
 
     session = make_session(args)
     creds = get_credentials(
         imds=_imds(args, session),
         session=session,
         assume=args.assume[0] if args.assume else None,
-        session_name=args.session_name,
+        session_name=args.session_name or DEFAULT_SESSION_NAME,
         external_id=args.external_id,
         duration=checked["duration"],
         endpoint_url=args.endpoint_url,
     )
     fmt = "json" if args.output == "json" and args.format == "env" else args.format
     sys.stdout.write(format_credentials(creds, fmt))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _creds_profile(args: argparse.Namespace, duration: int | None) -> int:
+    if not args.assume:
+        raise UsageError(
+            "--format profile needs --assume ROLE_ARN", "the block names the role to assume", "add --assume ARN"
+        )
+    from roleops.creds import profile_for_instance
+
+    session = make_session(args)  # its profile may carry IMDS settings, as for the other formats
+    block = profile_for_instance(
+        imds=_imds(args, session),
+        assume=args.assume[0],
+        profile_name=args.profile_name,
+        session_name=args.session_name,
+        external_id=args.external_id,
+        duration=duration,
+        region=args.region,
+    )
+    sys.stdout.write(block)
     sys.stdout.flush()
     return EXIT_OK
 
@@ -398,14 +433,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _configure_debug() -> None:
-    from roleops.redact import RedactingFilter
+    from roleops.redact import RedactingFilter, RedactingStream
 
+    # Secrets roleops obtains are registered with roleops.redact by value (imds, clients, creds, verify); the
+    # filter scrubs them, and secret-shaped values, from every log record. Tracebacks --debug prints bypass
+    # logging, so stderr itself is redacted too.
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("roleops-debug")
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     for name in ("botocore", "boto3", "roleops"):
         log = logging.getLogger(name)
         log.setLevel(logging.DEBUG)
+        for old in [h for h in log.handlers if h.get_name() == "roleops-debug"]:
+            log.removeHandler(old)  # main() run twice in one process (tests): one handler, on today's stderr
         log.addHandler(handler)
 
 

@@ -16,6 +16,7 @@ from roleops.errors import AwsError, EnvironmentProblem, UsageError, ValidationE
 from roleops.results import iso_z, mask_key
 from roleops.verify import (
     CHAINED_SESSION_MAX,
+    INSTANCE_METADATA_SOURCE,
     client_error_parts,
     hint_access_denied,
     hint_setup,
@@ -51,12 +52,15 @@ class Credentials:
     __str__ = __repr__
 
 
-def _validate(assume: str | None, session_name: str, external_id: str | None, duration: int | None) -> int | None:
+def _validate(
+    assume: str | None, session_name: str | None, external_id: str | None, duration: int | None
+) -> int | None:
     from roleops.validate import validate_duration, validate_external_id, validate_role_arn, validate_session_name
 
     if assume is not None:
         validate_role_arn(assume, "--assume")
-        validate_session_name(session_name, "--session-name")
+        if session_name is not None:  # None: the caller names the session itself (profile: after the instance)
+            validate_session_name(session_name, "--session-name")
     if external_id is not None:
         validate_external_id(external_id, "--external-id")
     if duration is None:
@@ -167,6 +171,9 @@ def get_credentials(
         code, msg = client_error_parts(err)
         raise EnvironmentProblem("sts:AssumeRole failed", msg, sts_hint(code, msg, ident.region)) from err
     creds = resp["Credentials"]
+    from roleops.redact import register
+
+    register(creds.get("SecretAccessKey"), creds.get("SessionToken"))  # new secrets: scrubbed from --debug logs
     expiration = creds.get("Expiration")
     return Credentials(
         access_key_id=creds["AccessKeyId"],
@@ -174,6 +181,71 @@ def get_credentials(
         session_token=creds.get("SessionToken"),
         expiration=expiration if isinstance(expiration, datetime) else None,
         arn=(resp.get("AssumedRoleUser") or {}).get("Arn"),
+    )
+
+
+def format_profile(
+    *,
+    profile_name: str,
+    role_arn: str,
+    session_name: str,
+    region: str,
+    external_id: str | None = None,
+    duration: int | None = None,
+) -> str:
+    """The ~/.aws/config block with which any SDK on the instance assumes `role_arn` from the instance role.
+
+    `credential_source = Ec2InstanceMetadata` makes the SDK read the instance role from IMDS and call AssumeRole
+    itself, refreshing both as they near expiry: no secret is in the block, and nothing has to re-run roleops.
+    """
+    lines = [
+        f"[profile {profile_name}]",
+        f"role_arn = {role_arn}",
+        f"credential_source = {INSTANCE_METADATA_SOURCE}",
+        f"role_session_name = {session_name}",
+        f"region = {region}",
+    ]
+    if external_id is not None:
+        lines.append(f"external_id = {external_id}")
+    if duration is not None:
+        lines.append(f"duration_seconds = {duration}")
+    return "\n".join(lines) + "\n"
+
+
+def profile_for_instance(
+    *,
+    imds: ImdsClient,
+    assume: str,
+    profile_name: str | None = None,
+    session_name: str | None = None,
+    external_id: str | None = None,
+    duration: int | None = None,
+    region: str | None = None,
+) -> str:
+    """`creds --format profile`: the config block for this instance (its region; sessions named after it).
+
+    Reads only the instance identity and the role IMDS lists (the block needs a role to start from); makes no STS
+    call and holds no secret. Raises UsageError on bad input, EnvironmentProblem when the instance has no role.
+    """
+    from roleops.validate import role_arn_parts, validate_config_profile_name
+
+    duration = _validate(assume, session_name, external_id, duration)
+    name = validate_config_profile_name(profile_name) if profile_name is not None else role_arn_parts(assume)[3]
+    ident = imds.identity()
+    if not imds.role_names():
+        raise EnvironmentProblem(
+            f"instance {ident.instance_id} has no role in instance metadata",
+            "the profile's credential_source = Ec2InstanceMetadata would find nothing to start from",
+            f"roleops associate --instance-id {ident.instance_id} --instance-profile NAME",
+        )
+    return format_profile(
+        profile_name=name,
+        role_arn=assume,
+        # EC2 names the instance role's sessions after the instance; the assumed sessions say the same in CloudTrail.
+        session_name=session_name or ident.instance_id,
+        region=region or ident.region,
+        external_id=external_id,
+        duration=duration,
     )
 
 

@@ -42,9 +42,9 @@ _SHADOWS: dict[str, tuple[str, str]] = {
         "keys in the config file (~/.aws/config or AWS_CONFIG_FILE)",
         "remove aws_access_key_id / aws_secret_access_key from the config profile",
     ),
-    "assume-role": (
+    "assume-role": (  # reached only when the profile could not be read; role_profile() decides otherwise
         "a config profile with role_arn (assume-role)",
-        "use a profile without role_arn, or credential_source = Ec2InstanceMetadata",
+        "give the profile credential_source = Ec2InstanceMetadata, or use a profile without role_arn",
     ),
     "assume-role-with-web-identity": (
         "web identity (AWS_WEB_IDENTITY_TOKEN_FILE / AWS_ROLE_ARN or web_identity_token_file)",
@@ -63,6 +63,68 @@ _SHADOWS: dict[str, tuple[str, str]] = {
     "ec2-credentials-file": ("a legacy EC2 credentials file (AWS_CREDENTIAL_FILE)", "unset AWS_CREDENTIAL_FILE"),
     "boto-config": ("a legacy boto config file (/etc/boto.cfg or ~/.boto)", "remove the keys from the boto config"),
 }
+
+
+INSTANCE_METADATA_SOURCE = "Ec2InstanceMetadata"  # the credential_source that means "the instance role"
+
+
+@dataclass(frozen=True)
+class RoleProfile:
+    """What a role_arn profile assumes and where its source credentials come from (shared config, as botocore reads)."""
+
+    profiles: tuple[str, ...]  # the profile, then each source_profile followed
+    role_arns: tuple[str, ...]  # the roles assumed, first to last (the last is what the SDK ends up as)
+    source: str  # e.g. "credential_source = Ec2InstanceMetadata", "static keys of profile dev"
+
+    @property
+    def from_instance_role(self) -> bool:
+        return self.source == f"credential_source = {INSTANCE_METADATA_SOURCE}"
+
+
+def role_profile(profiles: dict[str, dict[str, Any]], name: str) -> RoleProfile | None:
+    """Follow a role_arn profile's source_profile links to its source, as botocore's AssumeRoleProvider does.
+
+    None when `name` has no role_arn. Pure: `profiles` is botocore's parsed config (`full_config["profiles"]`).
+    """
+    seen: list[str] = []
+    arns: list[str] = []
+    current = name
+    for _ in range(len(profiles) + 1):  # bounded: a loop of source_profile links ends here
+        config = profiles.get(current) or {}
+        if "role_arn" not in config:
+            if not arns:
+                return None
+            return RoleProfile(
+                profiles=tuple(seen), role_arns=tuple(reversed(arns)), source=_own_credentials(current, config)
+            )
+        seen.append(current)
+        arns.append(config["role_arn"])
+        if "credential_source" in config:
+            source = f"credential_source = {config['credential_source']}"
+            return RoleProfile(profiles=tuple(seen), role_arns=tuple(reversed(arns)), source=source)
+        nxt = config.get("source_profile")
+        if nxt is None:
+            return RoleProfile(profiles=tuple(seen), role_arns=tuple(reversed(arns)), source="no source configured")
+        if nxt == current:  # botocore: a profile that sources itself uses its own static keys
+            return RoleProfile(
+                profiles=tuple(seen), role_arns=tuple(reversed(arns)), source=_own_credentials(current, config)
+            )
+        if nxt in seen:
+            return RoleProfile(profiles=tuple(seen), role_arns=tuple(reversed(arns)), source="a source_profile loop")
+        current = nxt
+    return RoleProfile(profiles=tuple(seen), role_arns=tuple(reversed(arns)), source="a source_profile loop")
+
+
+def _own_credentials(name: str, config: dict[str, Any]) -> str:
+    if "aws_access_key_id" in config:
+        return f"static keys of profile {name}"
+    if "credential_process" in config:
+        return f"the credential_process of profile {name}"
+    if "sso_session" in config or "sso_start_url" in config:
+        return f"the IAM Identity Center (SSO) login of profile {name}"
+    if "web_identity_token_file" in config:
+        return f"the web identity token of profile {name}"
+    return f"profile {name}, which has no credentials"
 
 
 @dataclass(frozen=True)
@@ -218,7 +280,10 @@ class _Secrets:
         self._values: set[str] = set()
 
     def add(self, *values: str | None) -> None:
+        from roleops.redact import register
+
         self._values.update(v for v in values if v and len(v) >= 8)
+        register(*values)  # and for the --debug log, which the scrub here never sees
 
     def scrub(self, text: str) -> str:
         for value in self._values:
@@ -555,10 +620,16 @@ class _Verifier:
             frozen = found.get_frozen_credentials() if found is not None else None
         except (BotoCoreError, ClientError) as err:
             code, msg = client_error_parts(err)
+            chain = self._role_profile()
+            what = (
+                f" (it assumes {chain.role_arns[-1]} with {chain.source})"
+                if chain and not chain.from_instance_role
+                else ""
+            )
             self.emit(
                 STEP_DEFAULT_CHAIN,
                 Status.WARN,
-                f"boto3's default credential chain failed{pointed}: {code}: {msg}",
+                f"boto3's default credential chain failed{what}{pointed}: {code}: {msg}",
                 "fix the profile or environment it names, or unset AWS_PROFILE",
             )
             return
@@ -595,6 +666,8 @@ class _Verifier:
                 "metadata endpoint: compare AWS_EC2_METADATA_SERVICE_ENDPOINT",
                 identity,
             )
+        elif method == "assume-role" and (chain := self._role_profile()) is not None:
+            self._role_profile_step(ctx, chain, other, pointed)
         else:
             what, fix = _SHADOWS.get(method or "", (f"credential provider {method!r}", "remove it"))
             self.emit(
@@ -604,6 +677,44 @@ class _Verifier:
                 f"SDKs and the AWS CLI here will not use the instance role: {fix}",
                 identity,
             )
+
+    def _role_profile(self) -> RoleProfile | None:
+        from roleops.clients import core_session
+
+        core = core_session(self.session)
+        name = core.get_config_variable("profile") or "default"
+        return role_profile(core.full_config.get("profiles", {}), name)
+
+    def _role_profile_step(self, ctx: InstanceContext, chain: RoleProfile, key: str, pointed: str) -> None:
+        """A role_arn profile is the SDK-native way to assume a role from the instance role: the chain working, when
+        its source is the instance metadata (directly or through source_profile links); a shadow otherwise."""
+        target = chain.role_arns[-1]
+        via = " -> ".join(f"profile {p}" for p in chain.profiles)
+        identity = Identity(
+            source=f"{SOURCE_DEFAULT_CHAIN} (assume-role)",
+            account=target.split(":")[4] if target.count(":") >= 5 else None,
+            arn=target,
+            access_key_id=key,
+        )
+        if chain.from_instance_role:
+            self.emit(
+                STEP_DEFAULT_CHAIN,
+                Status.PASS,
+                f"boto3's default chain assumes {target} ({via}) from the instance role {ctx.role} "
+                f"(credential_source = {INSTANCE_METADATA_SOURCE}; key {key}){pointed}",
+                identity=identity,
+            )
+            return
+        self.emit(
+            STEP_DEFAULT_CHAIN,
+            Status.WARN,
+            f"boto3's default chain assumes {target} ({via}) with {chain.source}, not the instance role {ctx.role}"
+            f" (key {key}){pointed}",
+            f"SDKs and the AWS CLI here will not start from the instance role: in profile {chain.profiles[-1]}, "
+            f"put credential_source = {INSTANCE_METADATA_SOURCE} in place of {chain.source} "
+            "(`roleops creds --format profile --assume ROLE_ARN` prints such a block)",
+            identity,
+        )
 
     # --- assume ---
 

@@ -407,3 +407,68 @@ def test_duplicate_role_names_get_distinct_steps(world: World) -> None:
     names = [s.step for s in report.steps]
     assert f"assume:{TARGET_ARN}" in names and f"assume:{other}" in names
     assert len(names) == 3 + 2 * 2
+
+
+# --- role_arn profiles: the SDK-native chain from the instance role -------------------------------------
+
+ROLE_A = "arn:aws:iam::123456789012:role/A"
+ROLE_B = "arn:aws:iam::123456789012:role/B"
+
+
+@pytest.mark.parametrize(
+    ("profiles", "name", "expected"),
+    [
+        ({"p": {"region": "us-east-1"}}, "p", None),  # no role_arn: not a role profile
+        ({}, "default", None),
+        (
+            {"p": {"role_arn": ROLE_A, "credential_source": "Ec2InstanceMetadata"}},
+            "p",
+            (("p",), (ROLE_A,), "credential_source = Ec2InstanceMetadata", True),
+        ),
+        (  # source_profile links ending at the instance metadata: B first, then A
+            {
+                "p": {"role_arn": ROLE_A, "source_profile": "q"},
+                "q": {"role_arn": ROLE_B, "credential_source": "Ec2InstanceMetadata"},
+            },
+            "p",
+            (("p", "q"), (ROLE_B, ROLE_A), "credential_source = Ec2InstanceMetadata", True),
+        ),
+        (
+            {"p": {"role_arn": ROLE_A, "credential_source": "Environment"}},
+            "p",
+            (("p",), (ROLE_A,), "credential_source = Environment", False),
+        ),
+        (
+            {
+                "p": {"role_arn": ROLE_A, "source_profile": "k"},
+                "k": {"aws_access_key_id": "AKIA", "aws_secret_access_key": "x"},
+            },
+            "p",
+            (("p",), (ROLE_A,), "static keys of profile k", False),
+        ),
+        (  # a profile that sources itself uses its own keys (botocore)
+            {"p": {"role_arn": ROLE_A, "source_profile": "p", "aws_access_key_id": "AKIA"}},
+            "p",
+            (("p",), (ROLE_A,), "static keys of profile p", False),
+        ),
+        (
+            {"p": {"role_arn": ROLE_A, "source_profile": "s"}, "s": {"sso_session": "corp"}},
+            "p",
+            (("p",), (ROLE_A,), "the IAM Identity Center (SSO) login of profile s", False),
+        ),
+        (
+            {"p": {"role_arn": ROLE_A, "source_profile": "q"}, "q": {"role_arn": ROLE_B, "source_profile": "p"}},
+            "p",
+            (("p", "q"), (ROLE_B, ROLE_A), "a source_profile loop", False),
+        ),
+        ({"p": {"role_arn": ROLE_A}}, "p", (("p",), (ROLE_A,), "no source configured", False)),
+    ],
+)
+def test_role_profile_follows_source_profile_links_to_the_source(profiles, name, expected) -> None:
+    from roleops.verify import role_profile
+
+    found = role_profile(profiles, name)
+    if expected is None:
+        assert found is None
+        return
+    assert (found.profiles, found.role_arns, found.source, found.from_instance_role) == expected
