@@ -127,36 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = command("sandbox", "run the local sandbox (IAM, EC2, STS and per-instance IMDS) on 127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="port (0 picks a free one)")
-    p.add_argument("--instances", type=int, default=1, help="how many sandbox instances to launch")
-    p.add_argument(
-        "--throttle", type=float, default=0.0, metavar="FRACTION", help="fault: throttle this share of calls"
-    )
-    p.add_argument(
-        "--profile-delay",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="fault: new instance profiles invisible to EC2 for this long",
-    )
-    p.add_argument(
-        "--trust-delay",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="fault: new trust policies not honoured by STS for this long",
-    )
-    p.add_argument(
-        "--credentials-delay",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="fault: IMDS credentials appear this long after association",
-    )
-    p.add_argument("--imds-latency", type=float, default=0.0, metavar="SECONDS", help="fault: slow IMDS answers (0-30)")
-    p.add_argument("--imds-error-rate", type=float, default=0.0, metavar="FRACTION", help="fault: IMDS 500s")
-    p.add_argument("--imds-malformed", action="store_true", help="fault: malformed credential documents")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+    from roleops.sandbox.cli import add_arguments as sandbox_arguments  # argparse only: --help stays fast
+
+    sandbox_arguments(p)
     p.set_defaults(func=cmd_sandbox)
 
     p = command("demo", "the whole walkthrough, offline, on a private sandbox")
@@ -391,36 +364,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"invalid --port {args.port}", "a port is 0-65535 (0 picks a free one)")
-    if not 0 <= args.instances <= 50:
-        raise UsageError(f"invalid --instances {args.instances}", "the sandbox launches 0-50 instances")
-    from roleops.sandbox import Faults, run_forever
+    from roleops.sandbox.cli import run
 
-    flags = {  # Faults field -> the flag that sets it
-        "throttle_fraction": "--throttle",
-        "profile_propagation_delay": "--profile-delay",
-        "trust_propagation_delay": "--trust-delay",
-        "credentials_delay": "--credentials-delay",
-        "imds_latency": "--imds-latency",
-        "imds_error_rate": "--imds-error-rate",
-        "imds_malformed": "--imds-malformed",
-    }
-    values = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in flags.items()}
-    for field, value in values.items():
-        try:  # Faults owns the ranges; check one at a time to name the flag
-            Faults().replace(**{field: value})
-        except ValueError as err:
-            raise UsageError(f"invalid {flags[field]} {value}", str(err)) from err
-    return run_forever(
-        port=args.port,
-        instances=args.instances,
-        output=args.output,
-        faults=Faults(**values),
-        seed=args.seed,
-        stdout=sys.stdout,
-        stderr=sys.stderr,
-    )
+    return run(args, stdout=sys.stdout, stderr=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

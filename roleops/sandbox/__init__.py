@@ -11,8 +11,19 @@ calls (every mutating one by name) and IMDS requests; `/_roleops/hold` holds bac
 test can kill its caller at an exact step (see calls.py).
 """
 
-from .faults import Faults
-from .foreground import run_forever
-from .server import Sandbox, SandboxInstance
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Faults", "Sandbox", "SandboxInstance", "run_forever"]
+
+_HOMES = {"Faults": ".faults", "Sandbox": ".server", "SandboxInstance": ".server", "run_forever": ".foreground"}
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use (PEP 562): `roleops --help` imports the light sandbox.cli without moto or werkzeug.
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_HOMES[name], __name__), name)

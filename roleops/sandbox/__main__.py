@@ -1,10 +1,10 @@
-"""Sandbox (product, offline): `python -m roleops.sandbox ...` runs `roleops sandbox ...` (one parser, one flag set)."""
+"""Sandbox (product, offline): `python -m roleops.sandbox ...`, the same flags and exit codes as `roleops sandbox`."""
 
 from __future__ import annotations
 
 import sys
 
-from roleops.cli import main
+from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["sandbox", *sys.argv[1:]]))
+    sys.exit(main())

@@ -32,7 +32,7 @@ class Held:
     generation: int  # the account it was held in: a reset in between must not touch the new account's count
 
 
-class CallLog:
+class CallLedger:
     """Counts API calls (after throttling: a throttled call reached no service) and runs the hold.
 
     Thread-safe: the sandbox serves each request on its own thread.

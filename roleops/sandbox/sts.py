@@ -4,36 +4,35 @@ from __future__ import annotations
 
 import re
 
+from roleops import arns
 from roleops.evaluator import aws_access_denied_message, evaluate_assume_role
 
 from .state import World
-from .wire import STS_XMLNS, ApiRequest, Response, query_error
+from .wire import ApiError, ApiRequest
 
+# STS's model patterns, as its validation errors quote them (any length: the lengths are checked apart).
 _NAME_RE = re.compile(r"^[\w+=,.@-]*$")
 _EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]*$")
-_ROLE_ARN_RE = re.compile(r"^arn:[\w-]+:iam::\d{12}:role/[!-~]+$")
-CHAINING_LIMIT_SECONDS = 3600
-DEFAULT_MAX_SESSION_SECONDS = 3600
 
 
-def _validation(message: str) -> Response:
-    return query_error(400, "ValidationError", message, xmlns=STS_XMLNS)
+def _validation(message: str) -> ApiError:
+    return ApiError("ValidationError", message)
 
 
-def _constraint(value: str, member: str, rule: str) -> Response:
+def _constraint(value: str, member: str, rule: str) -> ApiError:
     # AWS's own wording for a field that fails its model constraint.
     return _validation(
         f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {rule}"
     )
 
 
-def _null(member: str) -> Response:
+def _null(member: str) -> ApiError:
     return _validation(
         f"1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
     )
 
 
-def _check_shape(params: dict[str, str]) -> Response | None:
+def _check_shape(params: dict[str, str]) -> ApiError | None:
     """Input validation AWS does before looking at any policy."""
     role_arn = params.get("RoleArn")
     if not role_arn:
@@ -57,9 +56,9 @@ def _check_shape(params: dict[str, str]) -> Response | None:
             seconds = int(duration)
         except ValueError:
             return _validation(f"Value '{duration}' for parameter DurationSeconds is invalid. Must be an integer")
-        if seconds < 900:
+        if seconds < arns.MIN_DURATION_SECONDS:
             return _constraint(duration, "durationSeconds", "Member must have value greater than or equal to 900")
-        if seconds > 43200:
+        if seconds > arns.MAX_DURATION_SECONDS:
             return _constraint(duration, "durationSeconds", "Member must have value less than or equal to 43200")
     external_id = params.get("ExternalId")
     if external_id is not None:
@@ -82,38 +81,32 @@ def _check_shape(params: dict[str, str]) -> Response | None:
     return None
 
 
-def decide_assume_role(world: World, request: ApiRequest) -> Response | None:
-    """None when AWS would let the call through (moto then mints the session), else AWS's refusal.
+def check_assume_role(world: World, request: ApiRequest) -> None:
+    """Return when AWS would let the call through (moto then mints the session); raise AWS's refusal otherwise.
 
     The caller holds world.lock.
     """
     params = request.params
     if not request.access_key_id:
-        return query_error(
-            403, "MissingAuthenticationToken", "Request is missing Authentication Token", xmlns=STS_XMLNS
-        )
+        raise ApiError("MissingAuthenticationToken", "Request is missing Authentication Token", status=403)
     caller = world.resolve_caller(request.access_key_id)
     presented_token = request.header("X-Amz-Security-Token")
     if caller is None or (caller.session_token is not None and presented_token != caller.session_token):
-        return query_error(
-            403, "InvalidClientTokenId", "The security token included in the request is invalid.", xmlns=STS_XMLNS
-        )
+        raise ApiError("InvalidClientTokenId", "The security token included in the request is invalid.", status=403)
     if caller.expired:
-        return query_error(
-            400, "ExpiredToken", "The security token included in the request is expired", xmlns=STS_XMLNS
-        )
+        raise ApiError("ExpiredToken", "The security token included in the request is expired")
     if (refusal := _check_shape(params)) is not None:
-        return refusal
+        raise refusal
 
     target_arn = params["RoleArn"]
     principal = caller.principal
-    denied = query_error(403, "AccessDenied", aws_access_denied_message(principal, target_arn), xmlns=STS_XMLNS)
-    role = world.role_by_arn(target_arn) if _ROLE_ARN_RE.match(target_arn) else None
+    denied = ApiError("AccessDenied", aws_access_denied_message(principal, target_arn), status=403)
+    role = world.role_by_arn(target_arn) if arns.parse_role_arn(target_arn) else None
     if role is None:
-        return denied  # AWS does not say whether the role exists
+        raise denied  # AWS does not say whether the role exists
     trust = world.effective_trust(role)
     if trust is None:
-        return denied  # the role (or its trust) is too new for STS to have seen it
+        raise denied  # the role (or its trust) is too new for STS to have seen it
     context = {"sts:RoleSessionName": params["RoleSessionName"], "aws:PrincipalArn": principal.arn}
     for param, key in (("ExternalId", "sts:ExternalId"), ("SourceIdentity", "sts:SourceIdentity")):
         if params.get(param) is not None:
@@ -127,17 +120,16 @@ def decide_assume_role(world: World, request: ApiRequest) -> Response | None:
         context=context,
     )
     if not verdict.allowed:
-        return denied
+        raise denied
 
-    duration = int(params.get("DurationSeconds") or DEFAULT_MAX_SESSION_SECONDS)
-    if caller.is_role_session and duration > CHAINING_LIMIT_SECONDS:
-        return _validation(
+    duration = int(params.get("DurationSeconds") or arns.DEFAULT_MAX_SESSION_DURATION)
+    if caller.is_role_session and duration > arns.CHAINED_SESSION_MAX:
+        raise _validation(
             "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
         )
     try:
-        max_session = int(role.max_session_duration or DEFAULT_MAX_SESSION_SECONDS)
+        max_session = int(role.max_session_duration or arns.DEFAULT_MAX_SESSION_DURATION)
     except (TypeError, ValueError):
-        max_session = DEFAULT_MAX_SESSION_SECONDS
+        max_session = arns.DEFAULT_MAX_SESSION_DURATION
     if duration > max_session:
-        return _validation("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
-    return None
+        raise _validation("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")

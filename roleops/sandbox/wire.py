@@ -88,6 +88,26 @@ def ec2_error(status: int, code: str, message: str) -> Response:
     return Response(status, body.encode(), (("Content-Type", "text/xml;charset=UTF-8"),))
 
 
+class ApiError(Exception):
+    """An AWS error the sandbox answers: raised where it is decided, serialised once by `error_response`
+    (moto's shape: its RESTError subclasses carry code and message, its response layer writes them)."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400, sender: bool = True) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.sender = sender
+
+
+def error_response(err: ApiError, service: str | None) -> Response:
+    """The error document of `service`'s protocol: EC2's own, or the query protocol's (IAM, STS)."""
+    if service == "ec2":
+        return ec2_error(err.status, err.code, err.message)
+    xmlns = STS_XMLNS if service == "sts" else IAM_XMLNS
+    return query_error(err.status, err.code, err.message, xmlns=xmlns, sender=err.sender)
+
+
 @dataclass
 class ApiRequest:
     """An AWS API call as the middleware sees it: signer, service and flattened query parameters."""

@@ -1,0 +1,187 @@
+"""Sandbox (product, offline): the AWS API port — what the sandbox decides or mends before and after moto.
+
+Like moto's own responses layer, a refusal anywhere below is raised as an `ApiError` and turned into the
+service's error document in one place (`ApiInterceptor.handle`), in EC2's or the query protocol's shape.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from werkzeug.test import run_wsgi_app
+
+from roleops import arns
+
+from .calls import CallLedger
+from .state import World, now_utc
+from .sts import check_assume_role
+from .wire import ApiError, ApiRequest, Response, error_response, read_api_request
+
+THROTTLED_SERVICES = ("iam", "ec2", "sts")
+_PROFILE_ACTIONS = ("AssociateIamInstanceProfile", "ReplaceIamInstanceProfileAssociation", "RunInstances")
+_METADATA_OPTION_PARAMS = {
+    "HttpTokens": "http_tokens",
+    "HttpPutResponseHopLimit": "http_put_response_hop_limit",
+    "HttpEndpoint": "http_endpoint",
+    "HttpProtocolIpv6": "http_protocol_ipv6",
+    "InstanceMetadataTags": "instance_metadata_tags",
+}
+
+
+class ApiInterceptor:
+    """Every IAM/EC2/STS request: faults (throttling, the hold), AWS's decisions moto lacks, then moto."""
+
+    def __init__(self, world: World, calls: CallLedger, moto_app: Any, *, seed: int = 0) -> None:
+        self.world = world
+        self.calls = calls
+        self._moto_app = moto_app
+        self._throttle_rng = random.Random(seed)
+
+    def reset(self, seed: int) -> None:
+        """The throttling dice restart (a fresh account)."""
+        self._throttle_rng = random.Random(seed)
+
+    def handle(self, environ: dict) -> Response:
+        request = read_api_request(environ)
+        try:
+            return self._handle(request)
+        except ApiError as err:
+            return error_response(err, request.service)
+
+    # --- faults -----------------------------------------------------------------------------------------
+
+    def _handle(self, request: ApiRequest) -> Response:
+        self._throttle(request)
+        held = self.calls.count(request.service, request.action)
+        if held is None:
+            return self._dispatch(request)
+        self.calls.wait(held)  # outside the world lock: the rest of the sandbox keeps serving
+        if held.apply and self.calls.still_current(held):
+            self._dispatch(request)
+        message = "the sandbox held this request (hold fault)" + ("" if held.apply else "; it was not applied")
+        code = "Unavailable" if request.service == "ec2" else "ServiceUnavailable"
+        raise ApiError(code, message, status=503, sender=False)
+
+    def _throttle(self, request: ApiRequest) -> None:
+        fraction = self.world.faults.throttle_fraction
+        if fraction <= 0 or request.service not in THROTTLED_SERVICES:
+            return
+        with self.world.lock:  # one seeded stream, drawn in arrival order
+            if self._throttle_rng.random() >= fraction:
+                return
+        self.calls.count_throttled()
+        if request.service == "ec2":
+            raise ApiError("RequestLimitExceeded", "Request limit exceeded.", status=503)
+        raise ApiError("Throttling", "Rate exceeded")
+
+    # --- decisions ----------------------------------------------------------------------------------------
+
+    def _dispatch(self, request: ApiRequest) -> Response:
+        service, action = request.service, request.action
+        world = self.world
+        with world.lock:
+            if service == "sts" and action == "AssumeRole":
+                check_assume_role(world, request)
+                response = self._forward(request)
+                world.harvest_secrets()
+                return response
+            if service == "ec2" and action in _PROFILE_ACTIONS:
+                return self._associate(request)
+            if service == "ec2" and action == "ModifyInstanceMetadataOptions":
+                self._complete_metadata_options(request)
+                return self._forward(request)
+            if service == "iam" and action == "RemoveRoleFromInstanceProfile":
+                self._check_role_in_profile(request)
+            response = self._forward(request)
+            if response.status == 200 and service == "iam":
+                self._after_iam(request)
+            return response
+
+    def _forward(self, request: ApiRequest) -> Response:
+        app_iter, status, headers = run_wsgi_app(self._moto_app, request.environ, buffered=True)
+        try:
+            body = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        return Response(int(status.split()[0]), body, tuple(headers.to_wsgi_list()))
+
+    def _check_role_in_profile(self, request: ApiRequest) -> None:
+        """IAM answers NoSuchEntity for a role the profile does not hold; moto crashes on list.remove."""
+        profile_name, role_name = request.params.get("InstanceProfileName", ""), request.params.get("RoleName", "")
+        profile = self.world.profile_by_name(profile_name)
+        if profile is None or any(r.name == role_name for r in profile.roles):
+            return  # moto answers a missing profile itself
+        raise ApiError(
+            "NoSuchEntity",
+            f"The role with name {role_name} cannot be found in instance profile {profile_name}.",
+            status=404,
+        )
+
+    def _after_iam(self, request: ApiRequest) -> None:
+        world, params = self.world, request.params
+        if request.action in ("CreateRole", "UpdateAssumeRolePolicy"):
+            role = world.role_by_name(params.get("RoleName", ""))
+            if role is not None:
+                world.record_trust(role)
+        elif request.action == "CreateInstanceProfile":
+            world.profile_created[params.get("InstanceProfileName", "").lower()] = time.monotonic()
+        elif request.action == "CreateAccessKey":
+            world.harvest_secrets()
+
+    def _associate(self, request: ApiRequest) -> Response:
+        """EC2 calls that name an instance profile: IAM's propagation delay, then moto."""
+        world, params = self.world, request.params
+        name, by_arn = params.get("IamInstanceProfile.Name"), False
+        if not name and params.get("IamInstanceProfile.Arn"):
+            name, by_arn = arns.name_of(params["IamInstanceProfile.Arn"]), True
+        created = world.profile_created.get((name or "").lower())
+        if created is not None and time.monotonic() - created < world.faults.profile_propagation_delay:
+            value = params["IamInstanceProfile.Arn"] if by_arn else name
+            field, what = ("arn", "ARN") if by_arn else ("name", "name")
+            raise ApiError(
+                "InvalidParameterValue",
+                f"Value ({value}) for parameter iamInstanceProfile.{field} is invalid. "
+                f"Invalid IAM Instance Profile {what}",
+            )
+        instance_id = params.get("InstanceId")
+        replaced = None
+        if request.action == "ReplaceIamInstanceProfileAssociation":
+            for association in world.ec2().iam_instance_profile_associations.values():
+                if association.association_id == params.get("AssociationId"):
+                    instance_id, replaced = association.instance_id, association
+        response = self._forward(request)
+        if response.status == 200 and replaced is not None:
+            response = self._new_association_id(replaced, response)
+        if response.status == 200 and instance_id and request.action != "RunInstances":
+            world.associated_at[instance_id] = time.monotonic()
+            world.associated_wall[instance_id] = now_utc()
+        return response
+
+    @staticmethod
+    def _new_association_id(association: Any, response: Response) -> Response:
+        """EC2's Replace makes a new association with a new id (moto keeps the old one): a retried Replace
+        with the old id then fails, as it does on AWS."""
+        from moto.ec2.utils import random_iam_instance_profile_association_id
+
+        old, new = association.association_id, random_iam_instance_profile_association_id()
+        association.association_id = new
+        return Response(response.status, response.body.replace(old.encode(), new.encode()), response.headers)
+
+    def _complete_metadata_options(self, request: ApiRequest) -> None:
+        # moto replaces ALL metadata options with what the call names (the rest become None);
+        # EC2 changes only the named ones. Filling in the current values gives EC2's behaviour.
+        if not request.form:
+            return
+        try:
+            instance = self.world.ec2().get_instance(request.params.get("InstanceId", ""))
+        except Exception:  # noqa: BLE001 - moto answers the unknown instance itself
+            return
+        params = dict(request.params)
+        current = instance.metadata_options
+        for param, attribute in _METADATA_OPTION_PARAMS.items():
+            if param not in params and getattr(current, attribute, None) is not None:
+                params[param] = str(getattr(current, attribute))
+        request.replace_params(params)
