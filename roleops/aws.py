@@ -153,6 +153,39 @@ def is_mutating(service: str | None, action: str | None) -> bool:
     return action.startswith(MUTATING_PREFIXES.get(service, ()))
 
 
+class CallCounter:
+    """Client-side count of the API calls botocore is about to send; the tests (tests/aws) and the bench use it.
+
+    Register the counter itself as a `before-call.*.*` handler (on a session or client): it records
+    (service, operation) once per API operation, before any retry. `on_send`, registered as a `before-send`
+    handler, counts HTTP attempts instead, so retries show. The sandbox counts on the server side, separately.
+    """
+
+    def __init__(self) -> None:
+        self.operations: list[tuple[str, str]] = []  # (service, operation name), in the order sent
+        self.sends = 0  # HTTP attempts, when `on_send` is registered
+
+    def __call__(self, *, model: Any, **_: Any) -> None:
+        self.operations.append((model.service_model.service_name, model.name))
+
+    def on_send(self, **_: Any) -> None:
+        self.sends += 1
+
+    @property
+    def calls(self) -> list[str]:
+        """Every operation name sent, e.g. "GetRole"."""
+        return [operation for _, operation in self.operations]
+
+    @property
+    def mutating(self) -> list[str]:
+        """The operation names among `calls` that change account state (see `is_mutating`)."""
+        return [operation for service, operation in self.operations if is_mutating(service, operation)]
+
+    def clear(self) -> None:
+        self.operations.clear()
+        self.sends = 0
+
+
 def managed_tags() -> list[dict[str, str]]:
     return [{"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE}]
 
@@ -347,4 +380,3 @@ def disassociate_profile(ec2: Any, association_id: str) -> None:
 
 def require_imdsv2(ec2: Any, instance_id: str) -> None:
     call(ec2, "modify_instance_metadata_options", InstanceId=instance_id, HttpTokens="required", HttpEndpoint="enabled")
-

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from roleops.aws import is_mutating
+from roleops.aws import CallCounter
 from roleops.clients import Clients
 from roleops.converge import Context
 
@@ -31,26 +31,6 @@ def _fake_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-class CallLog:
-    """Every API call botocore is about to send, by name (a before-call hook: counts what really goes out)."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.services: list[str] = []
-
-    def __call__(self, model: Any = None, **_: Any) -> None:
-        self.calls.append(model.name)
-        self.services.append(model.service_model.service_name)
-
-    @property
-    def mutating(self) -> list[str]:
-        return [c for s, c in zip(self.services, self.calls, strict=True) if is_mutating(s, c)]
-
-    def clear(self) -> None:
-        self.calls.clear()
-        self.services.clear()
-
-
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():
@@ -58,12 +38,13 @@ def aws() -> Iterator[None]:
 
 
 @pytest.fixture
-def calls() -> CallLog:
-    return CallLog()
+def calls() -> CallCounter:
+    """Every API call the `ctx` clients send (a before-call hook: counts what really goes out)."""
+    return CallCounter()
 
 
 @pytest.fixture
-def ctx(aws: None, calls: CallLog) -> Context:
+def ctx(aws: None, calls: CallCounter) -> Context:
     clients = Clients(boto3.Session(region_name="us-east-1"), event_hooks=[("before-call.*.*", calls)])
     # No real sleeping in tests: the propagation loop is bounded by the fake clock instead.
     fake = {"t": 0.0}

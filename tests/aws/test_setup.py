@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from awshelpers import CallLog, example, launch
+from awshelpers import example, launch
 
 from roleops import INLINE_POLICY_NAME, MANAGED_TAG_KEY
+from roleops.aws import CallCounter
 from roleops.cli import main
 from roleops.converge import Context, run_associate, run_setup, run_teardown, setup_request, teardown_request
 from roleops.errors import NotManagedError, UsageError
@@ -52,7 +53,7 @@ def test_first_run_creates_exactly_the_walkthrough_documents(ctx: Context, iam: 
     ]
 
 
-def test_second_run_is_unchanged_with_zero_mutating_calls(ctx: Context, calls: CallLog, ec2: Any) -> None:
+def test_second_run_is_unchanged_with_zero_mutating_calls(ctx: Context, calls: CallCounter, ec2: Any) -> None:
     instance = launch(ec2)
     run_setup(ctx, req(instance_id=instance, require_imdsv2=True))
     calls.clear()
@@ -64,7 +65,7 @@ def test_second_run_is_unchanged_with_zero_mutating_calls(ctx: Context, calls: C
     assert calls.mutating == []
 
 
-def test_dry_run_sends_no_mutating_call_and_plans_creates(ctx: Context, calls: CallLog, iam: Any, ec2: Any) -> None:
+def test_dry_run_sends_no_mutating_call_and_plans_creates(ctx: Context, calls: CallCounter, iam: Any, ec2: Any) -> None:
     instance = launch(ec2)
     calls.clear()
     report = run_setup(ctx, req(instance_id=instance), dry_run=True)
@@ -93,7 +94,7 @@ def _untagged_role(iam: Any, name: str, principal: dict[str, Any]) -> None:
 
 
 def test_untagged_existing_role_is_refused_without_adopt_and_nothing_is_created(
-    ctx: Context, calls: CallLog, iam: Any
+    ctx: Context, calls: CallCounter, iam: Any
 ) -> None:
     _untagged_role(iam, "ExampleAssumedRole", {"AWS": f"arn:aws:iam::{ACCOUNT}:root"})
     calls.clear()
@@ -142,7 +143,7 @@ def test_instance_with_another_profile_gets_it_replaced(ctx: Context, iam: Any, 
     assert [a["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1] for a in live] == ["ExampleRole"]
 
 
-def test_associate_same_profile_is_unchanged(ctx: Context, calls: CallLog, ec2: Any) -> None:
+def test_associate_same_profile_is_unchanged(ctx: Context, calls: CallCounter, ec2: Any) -> None:
     instance = launch(ec2)
     run_setup(ctx, req(instance_id=instance))
     calls.clear()
@@ -151,14 +152,14 @@ def test_associate_same_profile_is_unchanged(ctx: Context, calls: CallLog, ec2: 
     assert calls.mutating == []
 
 
-def test_associate_unknown_profile_is_bad_input(ctx: Context, calls: CallLog, ec2: Any) -> None:
+def test_associate_unknown_profile_is_bad_input(ctx: Context, calls: CallCounter, ec2: Any) -> None:
     instance = launch(ec2)
     with pytest.raises(UsageError):
         run_associate(ctx, instance_id=instance, profile="Nope")
     assert calls.mutating == []
 
 
-def test_teardown_removes_exactly_what_setup_made(ctx: Context, calls: CallLog, iam: Any, ec2: Any) -> None:
+def test_teardown_removes_exactly_what_setup_made(ctx: Context, calls: CallCounter, iam: Any, ec2: Any) -> None:
     instance = launch(ec2)
     _untagged_role(iam, "Bystander", {"Service": "ec2.amazonaws.com"})
     run_setup(ctx, req(instance_id=instance))
@@ -185,7 +186,7 @@ def test_teardown_removes_exactly_what_setup_made(ctx: Context, calls: CallLog, 
     assert calls.mutating == []
 
 
-def test_teardown_dry_run_changes_nothing(ctx: Context, calls: CallLog, iam: Any) -> None:
+def test_teardown_dry_run_changes_nothing(ctx: Context, calls: CallCounter, iam: Any) -> None:
     run_setup(ctx, req())
     calls.clear()
     report = run_teardown(
@@ -196,7 +197,7 @@ def test_teardown_dry_run_changes_nothing(ctx: Context, calls: CallLog, iam: Any
     assert len(iam.list_roles()["Roles"]) == 2
 
 
-def test_teardown_refuses_role_with_foreign_policy(ctx: Context, calls: CallLog, iam: Any) -> None:
+def test_teardown_refuses_role_with_foreign_policy(ctx: Context, calls: CallCounter, iam: Any) -> None:
     run_setup(ctx, req())
     iam.put_role_policy(
         RoleName="ExampleAssumedRole",
@@ -248,7 +249,7 @@ def test_plan_reports_table_output(aws: None, capsys: pytest.CaptureFixture[str]
     assert Action.CREATE.value in out
 
 
-def test_recreated_profile_gets_the_association_replaced(ctx: Context, calls: CallLog, iam: Any, ec2: Any) -> None:
+def test_recreated_profile_gets_the_association_replaced(ctx: Context, calls: CallCounter, iam: Any, ec2: Any) -> None:
     # An association holds the profile's id: after delete + re-create under the same name, IMDS serves no role
     # (InstanceProfileNotFound), so "same name" must not read as unchanged.
     instance = launch(ec2)
@@ -270,7 +271,7 @@ def test_recreated_profile_gets_the_association_replaced(ctx: Context, calls: Ca
     assert [a["IamInstanceProfile"]["Id"] for a in live] == [new_id]
 
 
-def test_setup_with_instance_takes_the_account_from_the_instance(ctx: Context, calls: CallLog, ec2: Any) -> None:
+def test_setup_with_instance_takes_the_account_from_the_instance(ctx: Context, calls: CallCounter, ec2: Any) -> None:
     # The instance's reservation names its owner: no STS client or call is needed to build the role ARNs.
     instance = launch(ec2)
     calls.clear()
