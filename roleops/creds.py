@@ -12,18 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from roleops.errors import AwsError, EnvironmentProblem, UsageError, ValidationError
+from roleops import arns, sts
+from roleops.default_chain import INSTANCE_METADATA_SOURCE
+from roleops.errors import EnvironmentProblem, UsageError, ValidationError
+from roleops.instance import BrokenLink, InstanceContext, read_instance
 from roleops.results import iso_z, mask_key
-from roleops.verify import (
-    CHAINED_SESSION_MAX,
-    INSTANCE_METADATA_SOURCE,
-    client_error_parts,
-    hint_access_denied,
-    hint_setup,
-    make_sts,
-    partition_of,
-    sts_hint,
-)
 
 if TYPE_CHECKING:  # botocore is imported lazily so that `roleops --help` stays fast
     from roleops.clients import Clients, Session
@@ -55,7 +48,12 @@ class Credentials:
 def _validate(
     assume: str | None, session_name: str | None, external_id: str | None, duration: int | None
 ) -> int | None:
-    from roleops.validate import validate_duration, validate_external_id, validate_role_arn, validate_session_name
+    from roleops.validate import (
+        validate_duration_seconds,
+        validate_external_id,
+        validate_role_arn,
+        validate_session_name,
+    )
 
     if assume is not None:
         validate_role_arn(assume, "--assume")
@@ -67,13 +65,13 @@ def _validate(
         return None
     if assume is None:
         raise UsageError("--duration applies only with --assume", "instance role credentials last as IMDS says")
-    number = validate_duration(duration, "--duration", 900, 43200)
-    if number > CHAINED_SESSION_MAX:
+    number = validate_duration_seconds(duration, "--duration")
+    if number > arns.CHAINED_SESSION_MAX:
         # Unlike verify (which caps and says so), creds would print shorter-lived keys than asked: refuse.
         raise ValidationError(
             "--duration",
             duration,
-            f"at most {CHAINED_SESSION_MAX} seconds: a role assumed from the instance role's session is "
+            f"at most {arns.CHAINED_SESSION_MAX} seconds: a role assumed from the instance role's session is "
             "role chaining, which AWS limits to 1 hour",
         )
     return number
@@ -96,84 +94,28 @@ def get_credentials(
     Raises UsageError (exit 2) on bad input before any call, EnvironmentProblem / ImdsError (exit 3) when the
     instance has no usable role, AwsError (exit 3) when STS refuses.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     duration = _validate(assume, session_name, external_id, duration)
-    ident = imds.identity()
-    iid = ident.instance_id
-    roles = imds.role_names()
-    if not roles:
-        raise EnvironmentProblem(
-            f"instance {iid} has no role in instance metadata",
-            "no instance profile (with a role) is associated",
-            f"roleops associate --instance-id {iid} --instance-profile NAME",
-        )
-    role = roles[0]
-    doc = imds.role_credentials(role)
-    if doc is None:
-        raise EnvironmentProblem(
-            f"IMDS lists role {role} but has no credential document for it", "HTTP 404", "retry in a few seconds"
-        )
-    if not doc.ok:
-        raise EnvironmentProblem(
-            f"IMDS could not get credentials for role {role}",
-            f"{doc.code}: {doc.message}" if doc.message else doc.code,
-            f"the role's trust policy must allow ec2.amazonaws.com: {hint_setup(role)}",
-        )
-    if doc.missing:
-        raise EnvironmentProblem(
-            f"the credential document of role {role} is incomplete", "it lacks " + ", ".join(doc.missing)
-        )
-    when = now or datetime.now(timezone.utc)
-    if doc.expiration is not None and doc.expiration <= when:
-        raise EnvironmentProblem(
-            f"the credentials IMDS serves for role {role} expired at {iso_z(doc.expiration)}",
-            f"now is {iso_z(when)}",
-            "check the instance clock and retry",
-        )
-    assert doc.access_key_id and doc.secret_access_key  # not in `missing`
-    partition = partition_of(ident.region)
-    role_arn = f"arn:{partition}:iam::{ident.account_id}:role/{role}"
+    ctx = _instance(imds, now or datetime.now(timezone.utc))
+    doc = ctx.credentials
     if assume is None:
         return Credentials(
-            access_key_id=doc.access_key_id,
-            secret_access_key=doc.secret_access_key,
+            access_key_id=ctx.keys.access_key_id,
+            secret_access_key=ctx.keys.secret_access_key,
             session_token=doc.session_token,
             expiration=doc.expiration,
-            arn=role_arn,
+            arn=ctx.role_arn,
         )
-
-    kwargs: dict[str, Any] = {"RoleArn": assume, "RoleSessionName": session_name}
-    if external_id is not None:
-        kwargs["ExternalId"] = external_id
-    if duration is not None:
-        kwargs["DurationSeconds"] = duration
+    client = sts.make_sts(
+        session, ctx.keys, region=ctx.region, endpoint_url=endpoint_url, clients_factory=clients_factory
+    )
     try:
-        sts = make_sts(
-            session,
-            clients_factory,
-            access_key_id=doc.access_key_id,
-            secret_access_key=doc.secret_access_key,
-            session_token=doc.session_token,
-            region=ident.region,
-            endpoint_url=endpoint_url,
+        resp = sts.assume_role(client, assume, session_name, external_id=external_id, duration=duration)
+    except sts.StsFailure as err:
+        hint = sts.assume_hint(
+            err, instance_role_arn=ctx.role_arn, target_arn=assume, external_id=external_id, region=ctx.region
         )
-        resp = sts.assume_role(**kwargs)
-    except ClientError as err:
-        code, msg = client_error_parts(err)
-        hint = (
-            hint_access_denied(role_arn, assume, external_id)
-            if code == "AccessDenied"
-            else sts_hint(code, msg, ident.region)
-        )
-        raise AwsError("sts:AssumeRole", code, msg, hint) from err
-    except BotoCoreError as err:
-        code, msg = client_error_parts(err)
-        raise EnvironmentProblem("sts:AssumeRole failed", msg, sts_hint(code, msg, ident.region)) from err
+        raise sts.StsFailure(err.operation, err.code, err.aws_message, hint) from err
     creds = resp["Credentials"]
-    from roleops.redact import register
-
-    register(creds.get("SecretAccessKey"), creds.get("SessionToken"))  # new secrets: scrubbed from --debug logs
     expiration = creds.get("Expiration")
     return Credentials(
         access_key_id=creds["AccessKeyId"],
@@ -182,6 +124,14 @@ def get_credentials(
         expiration=expiration if isinstance(expiration, datetime) else None,
         arn=(resp.get("AssumedRoleUser") or {}).get("Arn"),
     )
+
+
+def _instance(imds: ImdsClient, now: datetime) -> InstanceContext:
+    """The instance's role, read as verify reads it; a broken link is an environment problem here (exit 3)."""
+    try:
+        return read_instance(imds, now=now)
+    except BrokenLink as broken:
+        raise EnvironmentProblem(broken.message, "", broken.hint) from None
 
 
 def format_profile(
@@ -224,26 +174,20 @@ def profile_for_instance(
 ) -> str:
     """`creds --format profile`: the config block for this instance (its region; sessions named after it).
 
-    Reads only the instance identity and the role IMDS lists (the block needs a role to start from); makes no STS
-    call and holds no secret. Raises UsageError on bad input, EnvironmentProblem when the instance has no role.
+    Reads the instance's role as verify does (the block needs a role to start from); makes no STS call, and the
+    block holds no secret. Raises UsageError on bad input, EnvironmentProblem when the instance has no role.
     """
     from roleops.validate import role_arn_parts, validate_config_profile_name
 
     duration = _validate(assume, session_name, external_id, duration)
     name = validate_config_profile_name(profile_name) if profile_name is not None else role_arn_parts(assume)[3]
-    ident = imds.identity()
-    if not imds.role_names():
-        raise EnvironmentProblem(
-            f"instance {ident.instance_id} has no role in instance metadata",
-            "the profile's credential_source = Ec2InstanceMetadata would find nothing to start from",
-            f"roleops associate --instance-id {ident.instance_id} --instance-profile NAME",
-        )
+    ctx = _instance(imds, datetime.now(timezone.utc))  # the block starts from this role: it must be served
     return format_profile(
         profile_name=name,
         role_arn=assume,
         # EC2 names the instance role's sessions after the instance; the assumed sessions say the same in CloudTrail.
-        session_name=session_name or ident.instance_id,
-        region=region or ident.region,
+        session_name=session_name or ctx.instance_id,
+        region=region or ctx.region,
         external_id=external_id,
         duration=duration,
     )

@@ -85,6 +85,11 @@ def validate_duration(value: int | str, field: str, low: int, high: int) -> int:
     return number
 
 
+def validate_duration_seconds(value: int | str, field: str = "--duration") -> int:
+    """AssumeRole's DurationSeconds range (STS's own; the role's MaxSessionDuration may allow less)."""
+    return validate_duration(value, field, arns.MIN_DURATION_SECONDS, arns.MAX_DURATION_SECONDS)
+
+
 def validate_max_session_duration(value: int | str, field: str = "--max-session-duration") -> int:
     return validate_duration(value, field, arns.MIN_MAX_SESSION_DURATION, arns.MAX_MAX_SESSION_DURATION)
 

@@ -465,10 +465,55 @@ ROLE_B = "arn:aws:iam::123456789012:role/B"
     ],
 )
 def test_role_profile_follows_source_profile_links_to_the_source(profiles, name, expected) -> None:
-    from roleops.verify import role_profile
+    from roleops.default_chain import role_profile
 
     found = role_profile(profiles, name)
     if expected is None:
         assert found is None
         return
     assert (found.profiles, found.role_arns, found.source, found.from_instance_role) == expected
+
+
+# --- the runner: SKIP derived from declared needs ---------------------------------------------------------
+
+
+def test_run_steps_skips_what_needs_a_failed_or_skipped_step_and_names_it() -> None:
+    from roleops.verify import Outcome, Step, run_steps
+
+    class Fixed(Step):
+        def __init__(self, name: str, status: Status, needs: tuple[str, ...] = ()) -> None:
+            self.name, self.status, self.needs, self.ran = name, status, needs, False
+
+        def run(self, walk: Any) -> Outcome:
+            self.ran = True
+            return Outcome(self.status, f"{self.name} ran", output=self.name)
+
+    class Walk:
+        outputs: dict[str, Any] = {}
+
+        class secrets:  # noqa: N801 - stands in for the walk's scrubber
+            @staticmethod
+            def scrub(text: str) -> str:
+                return text
+
+    steps = [
+        Fixed("a", Status.WARN),  # a warning still satisfies what needs it
+        Fixed("b", Status.FAIL, ("a",)),
+        Fixed("c", Status.PASS, ("a",)),
+        Fixed("d", Status.PASS, ("a", "b")),
+        Fixed("e", Status.PASS, ("d",)),
+    ]
+    emitted: list[StepResult] = []
+    results = run_steps(steps, Walk(), emitted.append)  # type: ignore[arg-type]
+    assert emitted == results
+    assert [(r.step, r.status) for r in results] == [
+        ("a", Status.WARN),
+        ("b", Status.FAIL),
+        ("c", Status.PASS),
+        ("d", Status.SKIP),
+        ("e", Status.SKIP),
+    ]
+    assert results[3].message == "skipped: waits on step 'b', which failed"
+    assert results[4].message == "skipped: waits on step 'd', which was skipped"
+    assert [s.ran for s in steps] == [True, True, True, False, False]
+    assert Walk.outputs == {"a": "a", "c": "c"}  # only steps that held hand their output on
