@@ -25,6 +25,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, "", f"see `{self.prog} --help`")
 
 
+def arg(check: str, field: str) -> Callable[[str], Any]:
+    """An argparse `type=` converter: roleops.validate's `check` for `field`, imported on first use (not for --help).
+
+    A bad value raises ValidationError out of the parse itself: exit 2, one line naming the flag.
+    """
+
+    def convert(text: str) -> Any:
+        from roleops import validate
+
+        return getattr(validate, check)(text, field)
+
+    convert.__name__ = field  # argparse names the converter in its own messages
+    return convert
+
+
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     # Sub-parsers repeat the globals with SUPPRESS defaults, so they are accepted before or after the command
     # without the sub-parser's defaults overwriting what was given before it.
@@ -33,13 +48,27 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
     g = parser.add_argument_group("global options")
     g.add_argument("--profile", default=d(None), help="AWS profile to use (default: the standard chain)")
-    g.add_argument("--region", default=d(None), help="AWS region (default: the profile's or AWS_DEFAULT_REGION)")
-    g.add_argument("--endpoint-url", default=d(None), help="send AWS calls here (AWS_ENDPOINT_URL works too)")
+    g.add_argument(
+        "--region",
+        type=arg("validate_region", "--region"),
+        default=d(None),
+        help="AWS region (default: the profile's or AWS_DEFAULT_REGION)",
+    )
+    g.add_argument(
+        "--endpoint-url",
+        type=arg("validate_endpoint_url", "--endpoint-url"),
+        default=d(None),
+        help="send AWS calls here (AWS_ENDPOINT_URL works too)",
+    )
     g.add_argument("--output", choices=("table", "json"), default=d("table"), help="table (default) or json")
     g.add_argument("--debug", action="store_true", default=d(False), help="log AWS calls and show tracebacks")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    instance_role = arg("validate_role_name", "--instance-role")
+    instance_id = arg("validate_instance_id", "--instance-id")
+    role_arn = arg("validate_role_arn", "--assume")
+    propagation_timeout = arg("validate_propagation_timeout", "--propagation-timeout")
     parser = _Parser(
         prog="roleops",
         description="Give an EC2 instance a role, assume a secondary role from it, and prove every link.",
@@ -55,56 +84,105 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("setup", "converge the instance role, its profile, the assumable roles and the association")
-    p.add_argument("--instance-role", required=True, metavar="NAME", help="the role EC2 gives the instance")
+    p.add_argument(
+        "--instance-role", required=True, type=instance_role, metavar="NAME", help="the role EC2 gives the instance"
+    )
     p.add_argument(
         "--assumable-role",
         action="append",
         required=True,
+        type=arg("validate_role_name", "--assumable-role"),
         metavar="NAME",
         dest="assumable_roles",
         help="a secondary role the instance role may assume (repeatable; give all of them)",
     )
-    p.add_argument("--instance-id", metavar="ID", help="associate the profile with this instance")
+    p.add_argument("--instance-id", type=instance_id, metavar="ID", help="associate the profile with this instance")
     p.add_argument("--require-imdsv2", action="store_true", help="set HttpTokens=required on the instance")
-    p.add_argument("--max-session-duration", metavar="SECONDS", help="MaxSessionDuration of the assumable roles")
+    p.add_argument(
+        "--max-session-duration",
+        type=arg("validate_max_session_duration", "--max-session-duration"),
+        metavar="SECONDS",
+        help="MaxSessionDuration of the assumable roles",
+    )
     p.add_argument("--adopt", action="store_true", help="add statements to existing roles roleops did not make")
     p.add_argument("--dry-run", action="store_true", help="print the plan; call no mutating API")
     p.add_argument("--wait", action="store_true", help="return once the association is associated")
     p.add_argument(
         "--propagation-timeout",
-        type=float,
-        default=60.0,
+        type=propagation_timeout,
         metavar="SECONDS",
-        help="how long to wait for IAM to propagate (default 60)",
+        help="how long to wait for IAM (default 60)",
     )
     p.set_defaults(func=cmd_setup)
 
     p = command("associate", "associate an instance profile with an instance (replacing another)")
-    p.add_argument("--instance-id", required=True, metavar="ID")
-    p.add_argument("--instance-profile", required=True, metavar="NAME")
+    p.add_argument("--instance-id", required=True, type=instance_id, metavar="ID")
+    p.add_argument(
+        "--instance-profile", required=True, type=arg("validate_profile_name", "--instance-profile"), metavar="NAME"
+    )
     p.add_argument("--wait", action="store_true", help="return once the association is associated")
     p.add_argument("--dry-run", action="store_true", help="print the plan; call no mutating API")
-    p.add_argument("--propagation-timeout", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--propagation-timeout", type=propagation_timeout, metavar="SECONDS")
     p.set_defaults(func=cmd_associate)
 
     p = command("teardown", "remove what setup made (only roleops:managed resources)")
-    p.add_argument("--instance-role", required=True, metavar="NAME")
-    p.add_argument("--assumable-role", action="append", default=[], metavar="NAME", dest="assumable_roles")
-    p.add_argument("--instance-id", metavar="ID")
+    p.add_argument("--instance-role", required=True, type=arg("validate_role_name", "--instance-role"), metavar="NAME")
+    p.add_argument(
+        "--assumable-role",
+        action="append",
+        default=[],
+        type=arg("validate_role_name", "--assumable-role"),
+        metavar="NAME",
+        dest="assumable_roles",
+    )
+    p.add_argument("--instance-id", type=instance_id, metavar="ID")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_teardown)
 
     def on_instance_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--assume", action="append", default=[], metavar="ROLE_ARN", help="role to assume (repeatable)")
-        p.add_argument("--session-name", default="roleops-verify", metavar="NAME", help="RoleSessionName")
-        p.add_argument("--external-id", metavar="ID", help="sts:ExternalId to pass to AssumeRole")
-        p.add_argument("--duration", metavar="SECONDS", help="AssumeRole DurationSeconds (900-43200)")
-        p.add_argument("--imds-endpoint", metavar="URL", help="default: AWS_EC2_METADATA_SERVICE_ENDPOINT or EC2's")
+        p.add_argument(
+            "--assume",
+            action="append",
+            default=[],
+            type=role_arn,
+            metavar="ROLE_ARN",
+            help="role to assume (repeatable)",
+        )
+        # No default here: each command's own (verify's, creds') applies when --session-name is not given.
+        p.add_argument(
+            "--session-name",
+            type=arg("validate_session_name", "--session-name"),
+            metavar="NAME",
+            help="RoleSessionName",
+        )
+        p.add_argument(
+            "--external-id",
+            type=arg("validate_external_id", "--external-id"),
+            metavar="ID",
+            help="sts:ExternalId to pass to AssumeRole",
+        )
+        p.add_argument(
+            "--duration",
+            type=arg("validate_duration_seconds", "--duration"),
+            metavar="SECONDS",
+            help="AssumeRole DurationSeconds (900-43200)",
+        )
+        p.add_argument(
+            "--imds-endpoint",
+            type=arg("validate_endpoint_url", "--imds-endpoint"),
+            metavar="URL",
+            help="default: AWS_EC2_METADATA_SERVICE_ENDPOINT or EC2's",
+        )
         p.add_argument("--no-imdsv1", action="store_true", help="never fall back to IMDSv1")
 
     p = command("verify", "on the instance: walk IMDS -> GetCallerIdentity -> AssumeRole -> GetCallerIdentity")
     on_instance_options(p)
-    p.add_argument("--expect-role", metavar="NAME", help="fail unless the instance role is NAME")
+    p.add_argument(
+        "--expect-role",
+        type=arg("validate_role_name", "--expect-role"),
+        metavar="NAME",
+        help="fail unless the instance role is NAME",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = command("creds", "print credentials of the instance role (or an assumed role); prints secrets")
@@ -116,13 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="profile: the ~/.aws/config block (credential_source = Ec2InstanceMetadata) that assumes --assume "
         "by itself; no secret in it",
     )
-    p.add_argument("--profile-name", metavar="NAME", help="with --format profile: its name (default: the role's)")
-    # No default session name here: --format profile names sessions after the instance, the others roleops-creds.
-    p.set_defaults(func=cmd_creds, session_name=None)
+    p.add_argument(
+        "--profile-name",
+        type=arg("validate_config_profile_name", "--profile-name"),
+        metavar="NAME",
+        help="with --format profile: its name (default: the role's)",
+    )
+    p.set_defaults(func=cmd_creds)
 
     p = command("doctor", "from an operator's machine: find the broken link and the command that mends it")
-    p.add_argument("--instance-id", required=True, metavar="ID")
-    p.add_argument("--assume", action="append", default=[], metavar="ROLE_ARN")
+    p.add_argument("--instance-id", required=True, type=instance_id, metavar="ID")
+    p.add_argument("--assume", action="append", default=[], type=role_arn, metavar="ROLE_ARN")
     p.add_argument("--containers", action="store_true", help="containers on the instance need the role (hop limit)")
     p.set_defaults(func=cmd_doctor)
 
@@ -183,15 +265,6 @@ def _renderer(args: argparse.Namespace) -> Any:
     return Renderer(args.output)
 
 
-def _validate_globals(args: argparse.Namespace) -> None:
-    from roleops.validate import validate_endpoint_url, validate_region
-
-    if args.region is not None:
-        validate_region(args.region)
-    if args.endpoint_url is not None:
-        validate_endpoint_url(args.endpoint_url)
-
-
 def _context(args: argparse.Namespace, renderer: Any) -> Any:
     from roleops.converge import Context
 
@@ -199,6 +272,11 @@ def _context(args: argparse.Namespace, renderer: Any) -> Any:
 
 
 # --- commands ---------------------------------------------------------------------------------------
+
+
+def _given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
+    """keyword -> value for the options that were given: the library's own defaults apply to the rest."""
+    return {kw: getattr(args, attr) for kw, attr in names.items() if getattr(args, attr) is not None}
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -212,7 +290,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         max_session_duration=args.max_session_duration,
         adopt=args.adopt,
         wait=args.wait,
-        propagation_timeout=args.propagation_timeout,
+        **_given(args, propagation_timeout="propagation_timeout"),
     )
     renderer = _renderer(args)
     report = run_setup(_context(args, renderer), req, dry_run=args.dry_run)
@@ -223,13 +301,14 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_associate(args: argparse.Namespace) -> int:
     from roleops.converge import run_associate
 
-    if not 0 < args.propagation_timeout <= 900:
-        raise UsageError(f"invalid --propagation-timeout {args.propagation_timeout!r}", "use 1 to 900 seconds")
     renderer = _renderer(args)
-    ctx = _context(args, renderer)
-    ctx.propagation_timeout = args.propagation_timeout
     report = run_associate(
-        ctx, instance_id=args.instance_id, profile=args.instance_profile, wait=args.wait, dry_run=args.dry_run
+        _context(args, renderer),
+        instance_id=args.instance_id,
+        profile=args.instance_profile,
+        wait=args.wait,
+        dry_run=args.dry_run,
+        **_given(args, propagation_timeout="propagation_timeout"),
     )
     renderer.plan(report, "roleops associate")
     return EXIT_OK
@@ -247,28 +326,6 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _on_instance_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    """Validate what verify and creds share, before any network call."""
-    from roleops.validate import (
-        validate_duration,
-        validate_endpoint_url,
-        validate_external_id,
-        validate_role_arn,
-        validate_session_name,
-    )
-
-    for arn in args.assume:
-        validate_role_arn(arn)
-    if args.session_name is not None:
-        validate_session_name(args.session_name)
-    if args.external_id is not None:
-        validate_external_id(args.external_id)
-    duration = validate_duration(args.duration, "--duration", 900, 43200) if args.duration is not None else None
-    if args.imds_endpoint is not None:
-        validate_endpoint_url(args.imds_endpoint, "--imds-endpoint")
-    return {"duration": duration}
-
-
 def _imds(args: argparse.Namespace, session: Any) -> Any:
     from roleops.imds import ImdsClient
 
@@ -277,20 +334,15 @@ def _imds(args: argparse.Namespace, session: Any) -> Any:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    checked = _on_instance_inputs(args)
-    if args.expect_role is not None:
-        from roleops.validate import validate_role_name
-
-        validate_role_name(args.expect_role, "--expect-role")
     from roleops.verify import VerifyOptions, run_verify
 
     opts = VerifyOptions(
         assume=tuple(args.assume),
-        session_name=args.session_name,
         external_id=args.external_id,
-        duration=checked["duration"],
+        duration=args.duration,
         expect_role=args.expect_role,
         endpoint_url=args.endpoint_url,
+        **_given(args, session_name="session_name"),
     )
     renderer = _renderer(args)
     session = make_session(args)
@@ -300,24 +352,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_creds(args: argparse.Namespace) -> int:
-    checked = _on_instance_inputs(args)
     if len(args.assume) > 1:
         raise UsageError("creds takes one --assume", "it prints one set of credentials", "give one role ARN")
     if args.profile_name is not None and args.format != "profile":
         raise UsageError("--profile-name goes with --format profile", "only that format has a name", "drop it")
     if args.format == "profile":
-        return _creds_profile(args, checked["duration"])
-    from roleops.creds import DEFAULT_SESSION_NAME, format_credentials, get_credentials
+        return _creds_profile(args)
+    from roleops.creds import format_credentials, get_credentials
 
     session = make_session(args)
     creds = get_credentials(
         imds=_imds(args, session),
         session=session,
         assume=args.assume[0] if args.assume else None,
-        session_name=args.session_name or DEFAULT_SESSION_NAME,
         external_id=args.external_id,
-        duration=checked["duration"],
+        duration=args.duration,
         endpoint_url=args.endpoint_url,
+        **_given(args, session_name="session_name"),
     )
     fmt = "json" if args.output == "json" and args.format == "env" else args.format
     sys.stdout.write(format_credentials(creds, fmt))
@@ -325,7 +376,7 @@ def cmd_creds(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _creds_profile(args: argparse.Namespace, duration: int | None) -> int:
+def _creds_profile(args: argparse.Namespace) -> int:
     if not args.assume:
         raise UsageError(
             "--format profile needs --assume ROLE_ARN", "the block names the role to assume", "add --assume ARN"
@@ -339,7 +390,7 @@ def _creds_profile(args: argparse.Namespace, duration: int | None) -> int:
         profile_name=args.profile_name,
         session_name=args.session_name,
         external_id=args.external_id,
-        duration=duration,
+        duration=args.duration,
         region=args.region,
     )
     sys.stdout.write(block)
@@ -348,11 +399,6 @@ def _creds_profile(args: argparse.Namespace, duration: int | None) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from roleops.validate import validate_instance_id, validate_role_arn
-
-    validate_instance_id(args.instance_id)
-    for arn in args.assume:
-        validate_role_arn(arn)
     from roleops.doctor import run_doctor
 
     renderer = _renderer(args)
@@ -412,7 +458,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = args.debug
         if debug:
             _configure_debug()
-        _validate_globals(args)
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except SystemExit as exc:  # --help / --version

@@ -16,7 +16,6 @@ from roleops import INLINE_POLICY_NAME, arns, aws, policies
 from roleops.errors import NotManagedError, UsageError
 from roleops.operations import (
     DEFAULT_PROPAGATION_TIMEOUT,
-    MAX_PROPAGATION_TIMEOUT,
     AddRoleToInstanceProfile,
     Associate,
     Context,
@@ -44,6 +43,7 @@ from roleops.validate import (
     validate_instance_id,
     validate_max_session_duration,
     validate_profile_name,
+    validate_propagation_timeout,
     validate_role_name,
 )
 
@@ -102,9 +102,7 @@ def setup_request(
             "--require-imdsv2 and --wait need --instance-id", "they act on an instance", "add --instance-id i-..."
         )
     duration = validate_max_session_duration(max_session_duration) if max_session_duration is not None else None
-    # `not 0 < t <= 900` rather than `t <= 0 or t > 900`: NaN fails every comparison and would never time out.
-    if not 0 < propagation_timeout <= MAX_PROPAGATION_TIMEOUT:
-        raise UsageError(f"invalid --propagation-timeout {propagation_timeout!r}", "use 1 to 900 seconds")
+    timeout = validate_propagation_timeout(propagation_timeout)
     return SetupRequest(
         instance_role=instance_role,
         assumable_roles=roles,
@@ -113,7 +111,7 @@ def setup_request(
         max_session_duration=duration,
         adopt=adopt,
         wait=wait,
-        propagation_timeout=float(propagation_timeout),
+        propagation_timeout=timeout,
     )
 
 
@@ -368,10 +366,17 @@ def run_setup(ctx: Context, req: SetupRequest, *, dry_run: bool = False) -> Plan
 
 
 def run_associate(
-    ctx: Context, *, instance_id: str, profile: str, wait: bool = False, dry_run: bool = False
+    ctx: Context,
+    *,
+    instance_id: str,
+    profile: str,
+    wait: bool = False,
+    dry_run: bool = False,
+    propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT,
 ) -> PlanReport:
     validate_instance_id(instance_id)
     validate_profile_name(profile, "--instance-profile")
+    ctx.propagation_timeout = validate_propagation_timeout(propagation_timeout)
     ec2 = ctx.clients.ec2()
     instance = aws.describe_instance(ec2, instance_id)
     association = aws.get_association(ec2, instance_id) if instance else None

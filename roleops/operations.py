@@ -18,7 +18,6 @@ from roleops.errors import AwsError, PropagationTimeout
 from roleops.results import Change, PlanReport
 
 DEFAULT_PROPAGATION_TIMEOUT = 60.0
-MAX_PROPAGATION_TIMEOUT = 900.0
 BACKOFF_FIRST = 0.5  # propagation backoff: 0.5 s doubling, capped, the last wait cut to end at the deadline
 BACKOFF_CAP = 5.0
 DEADLINE_SLACK = 0.05  # less than this left before the deadline: give up rather than make a pointless try

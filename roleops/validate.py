@@ -1,4 +1,10 @@
-"""Input validation (pure layer): every name, ARN and number is checked before any AWS call."""
+"""Input validation (pure layer): every name, ARN and number is checked before any AWS call.
+
+Each `validate_*` function is a converter: text in, a checked (typed) value out, or a ValidationError (exit 2)
+naming the field. The CLI hands them to argparse as `type=` functions (roleops.cli.arg), so a bad value stops the parse
+itself; library callers use the same functions, and the request objects (SetupRequest, VerifyOptions, ...) run
+them as they are made. One function per rule: the message is the same whichever door the value came in by.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ _INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 _SESSION_NAME = re.compile(arns.SESSION_NAME_PATTERN, re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+
+
+MAX_PROPAGATION_TIMEOUT = 900.0  # seconds roleops may wait for IAM to propagate (setup, associate)
 
 
 def validate_role_name(value: str, field: str = "role name") -> str:
@@ -92,6 +101,17 @@ def validate_duration_seconds(value: int | str, field: str = "--duration") -> in
 
 def validate_max_session_duration(value: int | str, field: str = "--max-session-duration") -> int:
     return validate_duration(value, field, arns.MIN_MAX_SESSION_DURATION, arns.MAX_MAX_SESSION_DURATION)
+
+
+def validate_propagation_timeout(value: float | str, field: str = "--propagation-timeout") -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(field, value, f"use 1 to {MAX_PROPAGATION_TIMEOUT:g} seconds") from None
+    # `not 0 < t <= max` rather than `t <= 0 or t > max`: NaN fails every comparison and would never time out.
+    if not 0 < number <= MAX_PROPAGATION_TIMEOUT:
+        raise ValidationError(field, value, f"use 1 to {MAX_PROPAGATION_TIMEOUT:g} seconds")
+    return number
 
 
 def validate_region(value: str, field: str = "--region") -> str:
