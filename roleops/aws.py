@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from roleops import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
-from roleops.errors import AwsError, EnvironmentProblem, UsageError
+from roleops.errors import AwsError, EnvironmentProblem, InstanceNotFound, UsageError
 
 # Error codes that mean "the thing is not there" for the reads below.
 NOT_FOUND = frozenset({"NoSuchEntity", "InvalidInstanceID.NotFound", "InvalidAssociationID.NotFound"})
@@ -323,6 +323,15 @@ def describe_instance(ec2: Any, instance_id: str) -> dict[str, Any] | None:
                 # account id, which saves an STS client and call).
                 return {"OwnerId": reservation.get("OwnerId"), **instance}
     return None
+
+
+def require_instance(ec2: Any, instance_id: str) -> dict[str, Any]:
+    """The instance, or InstanceNotFound (exit 2): a mistyped id or the wrong region must stop a run before any
+    change (a teardown must not take "not found" for "nothing associated")."""
+    instance = describe_instance(ec2, instance_id)
+    if instance is None:
+        raise InstanceNotFound(instance_id, ec2.meta.region_name)
+    return instance
 
 
 _LIVE_STATES = ("associating", "associated")

@@ -210,22 +210,16 @@ def diff_inline_policy(role: str, current: Mapping[str, Any] | None, target_arns
 
 def diff_association(
     instance_id: str,
-    instance: Mapping[str, Any] | None,
+    instance: Mapping[str, Any],
     association: Mapping[str, Any] | None,
     profile: str,
     *,
     wait: bool,
-    region: str = "",
     profile_id: str | None = None,
 ) -> Diff:
     """`profile_id`: the live profile's id, when it exists; an association holding another id points at a
     deleted (or deleted and re-created) profile of the same name, and IMDS then serves no role."""
     resource = f"association {instance_id}"
-    if instance is None:
-        where = f" in {region}" if region else ""
-        raise UsageError(
-            f"instance {instance_id} not found{where}", "no such instance", "check --instance-id and --region"
-        )
     state = instance.get("State", {}).get("Name", "")
     if state in ("terminated", "shutting-down"):
         raise UsageError(f"instance {instance_id} is {state}", "it cannot take a profile", "pick a live instance")
@@ -312,8 +306,8 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
     instance = association = None
     if req.instance_id:
         ec2 = ctx.clients.ec2()
-        instance = aws.describe_instance(ec2, req.instance_id)
-        association = aws.get_association(ec2, req.instance_id) if instance else None
+        instance = aws.require_instance(ec2, req.instance_id)
+        association = aws.get_association(ec2, req.instance_id)
     known_arn = (instance_role or {}).get("Arn") or next((r["Arn"] for r in targets.values() if r), None)
     account, partition = _account_and_partition(ctx, known_arn, instance)
     instance_role_arn = (instance_role or {}).get("Arn") or arns.role_arn(partition, account, req.instance_role)
@@ -348,7 +342,6 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
                 association,
                 req.profile,
                 wait=req.wait,
-                region=ctx.clients.region,
                 profile_id=(profile or {}).get("InstanceProfileId"),
             )
         )
@@ -378,8 +371,8 @@ def run_associate(
     validate_profile_name(profile, "--instance-profile")
     ctx.propagation_timeout = validate_propagation_timeout(propagation_timeout)
     ec2 = ctx.clients.ec2()
-    instance = aws.describe_instance(ec2, instance_id)
-    association = aws.get_association(ec2, instance_id) if instance else None
+    instance = aws.require_instance(ec2, instance_id)
+    association = aws.get_association(ec2, instance_id)
     live = aws.get_instance_profile(ctx.clients.iam(), profile)
     diff = diff_association(
         instance_id,
@@ -387,7 +380,6 @@ def run_associate(
         association,
         profile,
         wait=wait,
-        region=ctx.clients.region,
         profile_id=(live or {}).get("InstanceProfileId"),
     )
     if diff.ops and live is None:
@@ -541,14 +533,7 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
 
     if req.instance_id:
         ec2 = ctx.clients.ec2()
-        if aws.describe_instance(ec2, req.instance_id) is None:
-            # A mistyped id (or the wrong --region) must not pass for "nothing associated" and let teardown
-            # delete a profile that an instance elsewhere still holds.
-            raise UsageError(
-                f"instance {req.instance_id} not found in {ctx.clients.region}",
-                "no such instance",
-                "check --instance-id and --region; nothing was changed",
-            )
+        aws.require_instance(ec2, req.instance_id)
         association = aws.get_association(ec2, req.instance_id)
         diffs.append(
             diff_disassociate(req.instance_id, association, req.instance_role, profile_managed=profile_managed)

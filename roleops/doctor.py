@@ -94,16 +94,9 @@ def _allowed_role_arns(doc: Mapping[str, Any] | None) -> list[str]:
 
 
 def gather(clients: Any, *, instance_id: str, assume: Sequence[str], containers: bool = False) -> Gathered:
-    from roleops.errors import UsageError
 
     iam, ec2 = clients.iam(), clients.ec2()
-    instance = aws.describe_instance(ec2, instance_id)
-    if instance is None:
-        raise UsageError(
-            f"instance {instance_id} not found in {clients.region}",
-            "no such instance",
-            "check --instance-id and --region",
-        )
+    instance = aws.require_instance(ec2, instance_id)
     association = aws.get_association(ec2, instance_id)
     profile = role = None
     identity: list[NamedPolicy] = []

@@ -56,6 +56,17 @@ class AwsError(RoleOpsError):
         super().__init__(f"{operation} failed", f"{code}: {message}" if message else code, hint)
 
 
+class InstanceNotFound(UsageError):
+    """The instance is not in this account and region (exit 2): found while reading, before anything changes."""
+
+    def __init__(self, instance_id: str, region: str) -> None:
+        super().__init__(
+            f"instance {instance_id} not found in {region}",
+            "no such instance",
+            "check --instance-id and --region; nothing was changed",
+        )
+
+
 class NotManagedError(UsageError):
     """An existing resource lacks the roleops:managed tag and --adopt was not given (exit 2)."""
 
