@@ -226,7 +226,7 @@ def make_session(args: argparse.Namespace) -> Any:
     """The one botocore Session of a command, for --profile and --region.
 
     botocore's, not boto3's: boto3.Session is a thin wrapper whose clients are the same botocore calls, and roleops
-    uses nothing else of boto3; not importing it saves ~13 ms per command (bench/).
+    uses nothing else of boto3, and not importing it is measurably faster (README, Benchmarks).
     """
     import botocore.session
     from botocore.exceptions import ConfigParseError, ProfileNotFound

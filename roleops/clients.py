@@ -21,16 +21,16 @@ if TYPE_CHECKING:  # boto3 and botocore are imported lazily so that `roleops --h
 
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # Slices of botocore data (scripts/slice_botocore_model.py): models holding only the operations roleops calls
-# (EC2's full model costs ~100 ms), and endpoints.json listing only iam, ec2 and sts (the full file ~14 ms).
+# (EC2's full model has hundreds), and endpoints.json listing only iam, ec2 and sts; what each saves is measured
+# in the README's Benchmarks, not written here.
 MODEL_SLICES = os.path.join(_DATA, "models")
 ENDPOINTS_SLICE = os.path.join(_DATA, "endpoints")
 DEFAULT_RETRY_MODE = "standard"
 # Total attempts per call (the first try included). botocore's standard mode defaults to 3; its legacy mode, and
 # roleops before the reliability suite, to 5. With 30 % of calls throttled, 5 attempts lose a call with
-# probability 0.3**5 = 0.24 %: about 3 % of `setup --wait` runs (~13 calls) end in exit 3 (measured on the
-# sandbox: see the reliability report). 8 attempts lose 0.3**8 = 0.0066 % of calls, under 0.1 % of runs. The cost:
-# when AWS refuses everything, a call gives up after ~35 s of throttling backoff on average (at most 71 s) instead
-# of ~7.5 s, and a refused connection after ~3 s instead of ~0.4 s (botocore backs off 20x less for those).
+# probability 0.3**5 = 0.24 %, a few percent of `setup --wait` runs; 8 attempts lose 0.3**8 = 0.0066 % of calls.
+# The cost, when AWS refuses everything: botocore's backoff runs longer before a call gives up (README,
+# Decisions, gives the measured figures).
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_ATTEMPTS_LIMIT = 25  # what roleops accepts from AWS_MAX_ATTEMPTS / max_attempts (Terraform's own default)
 RETRY_MODES = ("legacy", "standard", "adaptive")

@@ -46,15 +46,22 @@ def assume_permission_policy(role_arns: Iterable[str]) -> Document:
 
 
 def parse_document(doc: str | Mapping[str, Any] | None) -> Document | None:
-    """IAM hands policies back as dicts (boto3) or URL-decoded JSON strings; accept both."""
+    """A policy document as a dict, from what IAM (or moto, storing it) hands back: a dict (boto3), JSON text, or
+    URL-encoded JSON text. None for nothing; ValueError for text that is no JSON object either way."""
     if doc is None:
         return None
-    if isinstance(doc, str):
-        from urllib.parse import unquote
+    if isinstance(doc, Mapping):
+        return copy.deepcopy(dict(doc))
+    from urllib.parse import unquote
 
-        text = doc if doc.lstrip().startswith("{") else unquote(doc)
-        return json.loads(text)
-    return copy.deepcopy(dict(doc))
+    for text in dict.fromkeys((doc, unquote(doc))):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            return parsed
+    raise ValueError("not a JSON policy document")
 
 
 def statements(doc: Mapping[str, Any] | None) -> list[Statement]:

@@ -58,7 +58,7 @@ class Renderer:
         self._err: Any = None
 
     # rich's consoles are made on first use: --output json with nothing to report on stderr never imports rich
-    # (~20 ms of a runbook's `roleops verify --output json`: bench/).
+    # (what that saves a runbook's `roleops verify --output json` is measured in the README's Benchmarks).
     @property
     def out(self) -> Any:
         if self._out is None:

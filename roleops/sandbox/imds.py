@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import Any
 
+from roleops.arns import iso_z
 from roleops.evaluator import Principal, PrincipalKind, evaluate_trust
 
-from .state import World, iso_z, now_utc
+from .state import World, now_utc
 from .wire import Response, text
 
 TOKEN_HEADER = "HTTP_X_AWS_EC2_METADATA_TOKEN"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote
 
 from roleops.evaluator import NamedPolicy, Principal, PrincipalKind
+from roleops.policies import parse_document
 
 from .faults import Faults
 
@@ -30,27 +29,14 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def iso_z(when: datetime) -> str:
-    """AWS's timestamp shape, e.g. 2018-01-26T05:40:31Z (moto keeps naive UTC datetimes)."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_policy(text: Any) -> dict | None:
-    """A policy document as moto stores it (a JSON string, sometimes still URL-encoded) → dict."""
-    if isinstance(text, dict):
-        return text
-    if not isinstance(text, str) or not text.strip():
+    """A policy document as moto stores it (JSON text, sometimes still URL-encoded) → dict; None if it is none."""
+    if isinstance(text, str) and not text.strip():
         return None
-    for candidate in (text, unquote(text)):
-        try:
-            doc = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            return doc
-    return None
+    try:
+        return parse_document(text)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)
