@@ -191,12 +191,10 @@ class Clients:
         return self._cache[key]
 
     def partition(self) -> str:
-        """aws, aws-cn or aws-us-gov, from botocore's own endpoint data (no call)."""
-        use_data_slices(self.session)
-        try:
-            return core_session(self.session).get_partition_for_region(self.region) or "aws"
-        except Exception:  # noqa: BLE001 - an unknown region: the commercial partition is the sane default
-            return "aws"
+        """The partition of this region, by botocore's region patterns (roleops.arns; no call)."""
+        from roleops.arns import partition_of_region
+
+        return partition_of_region(self.region)
 
     def iam(self) -> Any:
         return self.client("iam")
