@@ -273,49 +273,43 @@ class DeleteRole(Op):
         aws.delete_role(ctx.clients.iam(), self.name)
 
 
-def _holds(ctx: Context, instance_id: str, profile: str) -> bool:
-    assoc = aws.get_association(ctx.clients.ec2(), instance_id)
-    return assoc is not None and arns.name_of(assoc["IamInstanceProfile"]["Arn"]) == profile
-
-
 @dataclass(frozen=True, kw_only=True)
-class Associate(Op):
+class _ProfileOnInstance(Op):
+    """An EC2 call that puts `profile` on `instance_id`: retried while IAM propagates a fresh profile, and done
+    when the instance's live association holds that profile."""
+
     instance_id: str
     profile: str
     conflicts: ClassVar[frozenset[str]] = frozenset({"IncorrectState", "InvalidAssociationID.NotFound"})
 
+    def call(self, ec2: Any) -> Any:
+        raise NotImplementedError
+
     def apply(self, ctx: Context) -> None:
         ec2 = ctx.clients.ec2()
         retry_propagation(
-            ctx,
-            f"profile {self.profile} for {self.instance_id}",
-            lambda: aws.associate_profile(ec2, self.instance_id, self.profile),
-            is_profile_not_yet_visible,
+            ctx, f"profile {self.profile} for {self.instance_id}", lambda: self.call(ec2), is_profile_not_yet_visible
         )
 
     def already_done(self, ctx: Context) -> bool:
-        return _holds(ctx, self.instance_id, self.profile)
+        assoc = aws.get_association(ctx.clients.ec2(), self.instance_id)
+        return assoc is not None and arns.name_of(assoc["IamInstanceProfile"]["Arn"]) == self.profile
 
 
 @dataclass(frozen=True, kw_only=True)
-class Replace(Op):
+class Associate(_ProfileOnInstance):
+    def call(self, ec2: Any) -> Any:
+        return aws.associate_profile(ec2, self.instance_id, self.profile)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replace(_ProfileOnInstance):
+    """EC2's Replace makes a new association id: a retried Replace with the old one is refused, and found done."""
+
     association_id: str
-    profile: str
-    instance_id: str
-    conflicts: ClassVar[frozenset[str]] = frozenset({"IncorrectState", "InvalidAssociationID.NotFound"})
 
-    def apply(self, ctx: Context) -> None:
-        ec2 = ctx.clients.ec2()
-        retry_propagation(
-            ctx,
-            f"profile {self.profile} for {self.instance_id}",
-            lambda: aws.replace_profile(ec2, self.association_id, self.profile),
-            is_profile_not_yet_visible,
-        )
-
-    def already_done(self, ctx: Context) -> bool:
-        # EC2's Replace makes a new association id: a retried Replace with the old one is refused.
-        return _holds(ctx, self.instance_id, self.profile)
+    def call(self, ec2: Any) -> Any:
+        return aws.replace_profile(ec2, self.association_id, self.profile)
 
 
 @dataclass(frozen=True, kw_only=True)
