@@ -104,6 +104,10 @@ def converge(sb: SandboxProcess, rec: Callable[..., None], args: list[str]) -> s
     return proc
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def killed_at_hold(
     sb: SandboxProcess, rec: Callable[..., None], k: int, args: list[str], sig: int = signal.SIGKILL
 ) -> dict[str, Any]:
@@ -111,7 +115,15 @@ def killed_at_hold(
     (with the process's exit code and stderr under "exit" and "stderr")."""
     sb.control("POST", "hold", {"after_mutations": k, "timeout": HOLD_SECONDS})
     proc = subprocess.Popen(
-        roleops_argv(*args), env=sb.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+        roleops_argv(*args),
+        env=sb.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        # Ctrl-C as at a terminal: a runner started in the background (`cmd &`, nohup) ignores SIGINT, and an
+        # ignored SIGINT is inherited, so Python would never raise KeyboardInterrupt and the test would hang.
+        preexec_fn=_default_sigint,
     )
     held: dict[str, Any] = {}
     try:
