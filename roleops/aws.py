@@ -334,6 +334,57 @@ def require_instance(ec2: Any, instance_id: str) -> dict[str, Any]:
     return instance
 
 
+MAX_FILTER_VALUES = 200  # EC2 accepts at most this many values in one filter: more instances go in chunks
+_PAGES = 1000  # bounded paging: 1000 pages of EC2 answers is far beyond any real account
+
+
+def _paged(ec2: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item under `key` of a paged EC2 read (NextToken), bounded."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(_PAGES):
+        resp = call(ec2, operation, **kwargs, **({"NextToken": token} if token else {})) or {}
+        items.extend(resp.get(key, []))
+        token = resp.get("NextToken")
+        if not token:
+            break
+    return items
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i : i + MAX_FILTER_VALUES] for i in range(0, len(values), MAX_FILTER_VALUES)] or [[]]
+
+
+def describe_instances(
+    ec2: Any, *, instance_ids: list[str] | tuple[str, ...] = (), tags: tuple[tuple[str, str], ...] = ()
+) -> list[dict[str, Any]]:
+    """Instances by id (filter instance-id: a missing id is absent from the answer, not an error) or by tags (ANDed,
+    running and stopped ones, as the contract says), paged; each with its reservation's OwnerId."""
+    found: list[dict[str, Any]] = []
+    base: list[dict[str, Any]] = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags]
+    if tags:
+        base.append({"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]})
+    for chunk in _chunks(list(instance_ids)) if instance_ids else [None]:
+        filters = base + ([{"Name": "instance-id", "Values": chunk}] if chunk is not None else [])
+        for reservation in _paged(ec2, "describe_instances", "Reservations", Filters=filters, MaxResults=1000):
+            found.extend({"OwnerId": reservation.get("OwnerId"), **i} for i in reservation.get("Instances", []))
+    return found
+
+
+def associations_of_instances(ec2: Any, instance_ids: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """instance id -> its live profile association, for many instances in as few paged reads as EC2 allows."""
+    live: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(instance_ids)):
+        if not chunk:
+            continue
+        filters = [{"Name": "instance-id", "Values": chunk}, {"Name": "state", "Values": list(_LIVE_STATES)}]
+        for a in _paged(ec2, "describe_iam_instance_profile_associations", "IamInstanceProfileAssociations",
+                        Filters=filters):  # fmt: skip
+            if a.get("State") in _LIVE_STATES:
+                live[a["InstanceId"]] = a
+    return live
+
+
 _LIVE_STATES = ("associating", "associated")
 
 

@@ -83,6 +83,32 @@ def build_parser() -> argparse.ArgumentParser:
         _global_options(p, suppress=True)
         return p
 
+    def fleet_options(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--instance-id",
+            action="append",
+            default=[],
+            type=instance_id,
+            metavar="ID",
+            dest="instance_ids",
+            help=f"{what} (repeatable)",
+        )
+        p.add_argument(
+            "--instances-tagged",
+            action="append",
+            default=[],
+            type=arg("validate_tag_filter", "--instances-tagged"),
+            metavar="KEY=VALUE",
+            help="every running or stopped instance with this tag (repeatable: ANDed)",
+        )
+        p.add_argument(
+            "--concurrency",
+            type=arg("validate_concurrency", "--concurrency"),
+            default=8,
+            metavar="N",
+            help="instances handled at once (1-32, default 8)",
+        )
+
     p = command("setup", "converge the instance role, its profile, the assumable roles and the association")
     p.add_argument(
         "--instance-role", required=True, type=instance_role, metavar="NAME", help="the role EC2 gives the instance"
@@ -96,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="assumable_roles",
         help="a secondary role the instance role may assume (repeatable; give all of them)",
     )
-    p.add_argument("--instance-id", type=instance_id, metavar="ID", help="associate the profile with this instance")
+    fleet_options(p, "associate the profile with this instance")
     p.add_argument("--require-imdsv2", action="store_true", help="set HttpTokens=required on the instance")
     p.add_argument(
         "--max-session-duration",
@@ -116,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_setup)
 
     p = command("associate", "associate an instance profile with an instance (replacing another)")
-    p.add_argument("--instance-id", required=True, type=instance_id, metavar="ID")
+    fleet_options(p, "the instance to associate")
     p.add_argument(
         "--instance-profile", required=True, type=arg("validate_profile_name", "--instance-profile"), metavar="NAME"
     )
@@ -135,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         dest="assumable_roles",
     )
-    p.add_argument("--instance-id", type=instance_id, metavar="ID")
+    fleet_options(p, "disassociate the profile from this instance first")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_teardown)
 
@@ -279,13 +305,25 @@ def _given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
     return {kw: getattr(args, attr) for kw, attr in names.items() if getattr(args, attr) is not None}
 
 
+def _plan_done(renderer: Any, report: Any, title: str) -> int:
+    """Print the plan; exit 3 when any target instance failed (each named with AWS's reason on stderr)."""
+    renderer.plan(report, title)
+    if not report.failures:
+        return EXIT_OK
+    named = "; ".join(f"{f.instance_id}: {f.error}" for f in report.failures)
+    _print_error(f"{len(report.failures)} instance(s) failed ({named}); the rest is done, re-run to converge")
+    return EXIT_ENV
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from roleops.converge import run_setup, setup_request
 
     req = setup_request(
         instance_role=args.instance_role,
         assumable_roles=args.assumable_roles,
-        instance_id=args.instance_id,
+        instance_ids=args.instance_ids,
+        instances_tagged=args.instances_tagged,
+        concurrency=args.concurrency,
         require_imdsv2=args.require_imdsv2,
         max_session_duration=args.max_session_duration,
         adopt=args.adopt,
@@ -294,36 +332,37 @@ def cmd_setup(args: argparse.Namespace) -> int:
     )
     renderer = _renderer(args)
     report = run_setup(_context(args, renderer), req, dry_run=args.dry_run)
-    renderer.plan(report, "roleops setup")
-    return EXIT_OK
+    return _plan_done(renderer, report, "roleops setup")
 
 
 def cmd_associate(args: argparse.Namespace) -> int:
-    from roleops.converge import run_associate
+    from roleops.converge import run_associate, targets
 
     renderer = _renderer(args)
     report = run_associate(
         _context(args, renderer),
-        instance_id=args.instance_id,
         profile=args.instance_profile,
+        where=targets(instance_ids=args.instance_ids, tags=args.instances_tagged, concurrency=args.concurrency),
         wait=args.wait,
         dry_run=args.dry_run,
         **_given(args, propagation_timeout="propagation_timeout"),
     )
-    renderer.plan(report, "roleops associate")
-    return EXIT_OK
+    return _plan_done(renderer, report, "roleops associate")
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
     from roleops.converge import run_teardown, teardown_request
 
     req = teardown_request(
-        instance_role=args.instance_role, assumable_roles=args.assumable_roles, instance_id=args.instance_id
+        instance_role=args.instance_role,
+        assumable_roles=args.assumable_roles,
+        instance_ids=args.instance_ids,
+        instances_tagged=args.instances_tagged,
+        concurrency=args.concurrency,
     )
     renderer = _renderer(args)
     report = run_teardown(_context(args, renderer), req, dry_run=args.dry_run)
-    renderer.plan(report, "roleops teardown")
-    return EXIT_OK
+    return _plan_done(renderer, report, "roleops teardown")
 
 
 def _imds(args: argparse.Namespace, session: Any) -> Any:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from roleops import INLINE_POLICY_NAME, arns, aws, policies
-from roleops.errors import NotManagedError, UsageError
+from roleops.errors import InstanceNotFound, NotManagedError, UsageError
 from roleops.operations import (
+    DEFAULT_CONCURRENCY,
     DEFAULT_PROPAGATION_TIMEOUT,
     AddRoleToInstanceProfile,
     Associate,
@@ -40,11 +41,13 @@ from roleops.operations import (
 from roleops.results import Action, Change, PlanReport
 from roleops.validate import (
     unique,
+    validate_concurrency,
     validate_instance_id,
     validate_max_session_duration,
     validate_profile_name,
     validate_propagation_timeout,
     validate_role_name,
+    validate_tag_filter,
 )
 
 __all__ = ["Context", "Diff", "NullReporter", "Op", "apply"]  # the plan's vocabulary, re-exported for callers
@@ -54,10 +57,34 @@ __all__ = ["Context", "Diff", "NullReporter", "Op", "apply"]  # the plan's vocab
 
 
 @dataclass(frozen=True, kw_only=True)
+class Targets:
+    """The instances a command acts on: ids and/or tag filters (ANDed, like EC2's), and how many at once."""
+
+    instance_ids: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    concurrency: int = DEFAULT_CONCURRENCY
+
+    def __bool__(self) -> bool:
+        return bool(self.instance_ids or self.tags)
+
+
+def targets(
+    *,
+    instance_ids: Sequence[str] = (),
+    tags: Sequence[tuple[str, str] | str] = (),
+    concurrency: int | str = DEFAULT_CONCURRENCY,
+) -> Targets:
+    """Check the targeting inputs (ValidationError, exit 2) with validate.py's converters."""
+    ids = unique([validate_instance_id(i) for i in instance_ids], "--instance-id")
+    filters = tuple(validate_tag_filter(t) if isinstance(t, str) else t for t in tags)
+    return Targets(instance_ids=ids, tags=filters, concurrency=validate_concurrency(concurrency))
+
+
+@dataclass(frozen=True, kw_only=True)
 class SetupRequest:
     instance_role: str
     assumable_roles: tuple[str, ...]
-    instance_id: str | None = None
+    targets: Targets = Targets()
     require_imdsv2: bool = False
     max_session_duration: int | None = None
     adopt: bool = False
@@ -75,6 +102,9 @@ def setup_request(
     instance_role: str,
     assumable_roles: Sequence[str],
     instance_id: str | None = None,
+    instance_ids: Sequence[str] = (),
+    instances_tagged: Sequence[tuple[str, str] | str] = (),
+    concurrency: int | str = DEFAULT_CONCURRENCY,
     require_imdsv2: bool = False,
     max_session_duration: int | str | None = None,
     adopt: bool = False,
@@ -95,24 +125,51 @@ def setup_request(
             "a role does not need to assume itself",
             "name a different secondary role",
         )
-    if instance_id is not None:
-        validate_instance_id(instance_id)
-    elif require_imdsv2 or wait:
+    ids = [*([instance_id] if instance_id is not None else []), *instance_ids]
+    where = targets(instance_ids=ids, tags=instances_tagged, concurrency=concurrency)
+    if not where and (require_imdsv2 or wait):
         raise UsageError(
-            "--require-imdsv2 and --wait need --instance-id", "they act on an instance", "add --instance-id i-..."
+            "--require-imdsv2 and --wait need --instance-id or --instances-tagged",
+            "they act on instances",
+            "add --instance-id i-... or --instances-tagged KEY=VALUE",
         )
     duration = validate_max_session_duration(max_session_duration) if max_session_duration is not None else None
     timeout = validate_propagation_timeout(propagation_timeout)
     return SetupRequest(
         instance_role=instance_role,
         assumable_roles=roles,
-        instance_id=instance_id,
+        targets=where,
         require_imdsv2=require_imdsv2,
         max_session_duration=duration,
         adopt=adopt,
         wait=wait,
         propagation_timeout=timeout,
     )
+
+
+def resolve_instances(ctx: Context, where: Targets) -> list[dict[str, Any]]:
+    """The target instances, read in batches: every --instance-id must exist (else InstanceNotFound, exit 2), and
+    each --instances-tagged filter set must match at least one instance (else bad input, exit 2)."""
+    ec2 = ctx.clients.ec2()
+    found: dict[str, dict[str, Any]] = {}
+    if where.instance_ids:
+        for instance in aws.describe_instances(ec2, instance_ids=where.instance_ids):
+            found[instance["InstanceId"]] = instance
+        missing = [i for i in where.instance_ids if i not in found]
+        if missing:
+            raise InstanceNotFound(", ".join(missing), ctx.clients.region)
+    if where.tags:
+        tagged = aws.describe_instances(ec2, tags=where.tags)
+        if not tagged:
+            given = " ".join(f"--instances-tagged {k}={v}" for k, v in where.tags)
+            raise UsageError(
+                f"no instance matches {given} in {ctx.clients.region}",
+                "the filters are ANDed and match running and stopped instances",
+                "check the tags and --region; nothing was changed",
+            )
+        for instance in tagged:
+            found.setdefault(instance["InstanceId"], instance)
+    return list(found.values())
 
 
 # --- pure diffs ------------------------------------------------------------------------------------
@@ -228,6 +285,7 @@ def diff_association(
         return Diff(
             change=Change(resource=resource, action=Action.CREATE, detail=f"associate profile {profile}"),
             ops=(Associate(instance_id=instance_id, profile=profile), *waits),
+            instance=instance_id,
         )
     current = arns.name_of(association["IamInstanceProfile"]["Arn"])
     held_id = association["IamInstanceProfile"].get("Id")
@@ -237,6 +295,7 @@ def diff_association(
         return Diff(
             change=Change(resource=resource, action=Action.UNCHANGED, detail=detail),
             ops=waits if association.get("State") != "associated" else (),
+            instance=instance_id,
         )
     if state == "running":
         ops: tuple[Op, ...] = (
@@ -249,7 +308,9 @@ def diff_association(
             Associate(instance_id=instance_id, profile=profile),
         )
     detail = f"{current} (re-created since it was associated) -> {profile}" if stale else f"{current} -> {profile}"
-    return Diff(change=Change(resource=resource, action=Action.REPLACE, detail=detail), ops=ops + waits)
+    return Diff(
+        change=Change(resource=resource, action=Action.REPLACE, detail=detail), ops=ops + waits, instance=instance_id
+    )
 
 
 def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) -> Diff:
@@ -260,7 +321,8 @@ def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) 
     endpoint = options.get("HttpEndpoint", "enabled")
     if tokens == "required" and endpoint == "enabled":
         return Diff(
-            change=Change(resource=resource, action=Action.UNCHANGED, detail="HttpTokens=required (IMDSv2 only)")
+            change=Change(resource=resource, action=Action.UNCHANGED, detail="HttpTokens=required (IMDSv2 only)"),
+            instance=instance_id,
         )
     details = [f"HttpTokens {tokens} -> required"] if tokens != "required" else []
     if endpoint != "enabled":
@@ -268,6 +330,7 @@ def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) 
     return Diff(
         change=Change(resource=resource, action=Action.UPDATE, detail="; ".join(details)),
         ops=(RequireImdsv2(instance_id=instance_id),),
+        instance=instance_id,
     )
 
 
@@ -303,13 +366,12 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
     instance_role = aws.get_role(iam, req.instance_role)
     profile = aws.get_instance_profile(iam, req.profile)
     targets = {name: aws.get_role(iam, name) for name in req.assumable_roles}
-    instance = association = None
-    if req.instance_id:
-        ec2 = ctx.clients.ec2()
-        instance = aws.require_instance(ec2, req.instance_id)
-        association = aws.get_association(ec2, req.instance_id)
+    instances = resolve_instances(ctx, req.targets) if req.targets else []
+    associations = (
+        aws.associations_of_instances(ctx.clients.ec2(), [i["InstanceId"] for i in instances]) if instances else {}
+    )
     known_arn = (instance_role or {}).get("Arn") or next((r["Arn"] for r in targets.values() if r), None)
-    account, partition = _account_and_partition(ctx, known_arn, instance)
+    account, partition = _account_and_partition(ctx, known_arn, instances[0] if instances else None)
     instance_role_arn = (instance_role or {}).get("Arn") or arns.role_arn(partition, account, req.instance_role)
     inline = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
 
@@ -334,25 +396,26 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
         target_arns.append((role or {}).get("Arn") or arns.role_arn(partition, account, name))
     diffs.append(diff_inline_policy(req.instance_role, inline, target_arns))
 
-    if req.instance_id:
+    for instance in instances:  # one row (or two) per instance; applied side by side
+        iid = instance["InstanceId"]
         diffs.append(
             diff_association(
-                req.instance_id,
+                iid,
                 instance,
-                association,
+                associations.get(iid),
                 req.profile,
                 wait=req.wait,
                 profile_id=(profile or {}).get("InstanceProfileId"),
             )
         )
         if req.require_imdsv2:
-            diffs.append(diff_metadata_options(req.instance_id, instance))
+            diffs.append(diff_metadata_options(iid, instance))
     return diffs
 
 
 def run_setup(ctx: Context, req: SetupRequest, *, dry_run: bool = False) -> PlanReport:
     ctx.propagation_timeout = req.propagation_timeout
-    return apply(ctx, plan_setup(ctx, req), dry_run=dry_run)
+    return apply(ctx, plan_setup(ctx, req), dry_run=dry_run, concurrency=req.targets.concurrency)
 
 
 # --- associate ---------------------------------------------------------------------------------------
@@ -361,34 +424,40 @@ def run_setup(ctx: Context, req: SetupRequest, *, dry_run: bool = False) -> Plan
 def run_associate(
     ctx: Context,
     *,
-    instance_id: str,
     profile: str,
+    instance_id: str | None = None,
+    where: Targets | None = None,
     wait: bool = False,
     dry_run: bool = False,
     propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT,
 ) -> PlanReport:
-    validate_instance_id(instance_id)
+    """Associate `profile` with one instance (`instance_id`) or a fleet (`where`), replacing other profiles."""
+    where = where or targets(instance_ids=[instance_id] if instance_id else [])
+    if not where:
+        raise UsageError("no instance given", "associate acts on instances", "add --instance-id or --instances-tagged")
     validate_profile_name(profile, "--instance-profile")
     ctx.propagation_timeout = validate_propagation_timeout(propagation_timeout)
-    ec2 = ctx.clients.ec2()
-    instance = aws.require_instance(ec2, instance_id)
-    association = aws.get_association(ec2, instance_id)
+    instances = resolve_instances(ctx, where)
+    associations = aws.associations_of_instances(ctx.clients.ec2(), [i["InstanceId"] for i in instances])
     live = aws.get_instance_profile(ctx.clients.iam(), profile)
-    diff = diff_association(
-        instance_id,
-        instance,
-        association,
-        profile,
-        wait=wait,
-        profile_id=(live or {}).get("InstanceProfileId"),
-    )
-    if diff.ops and live is None:
+    diffs = [
+        diff_association(
+            i["InstanceId"],
+            i,
+            associations.get(i["InstanceId"]),
+            profile,
+            wait=wait,
+            profile_id=(live or {}).get("InstanceProfileId"),
+        )
+        for i in instances
+    ]
+    if live is None and any(d.ops for d in diffs):
         raise UsageError(
             f"instance profile {profile} not found",
             "there is nothing to associate",
             f"create it with `roleops setup --instance-role {profile} --assumable-role NAME`",
         )
-    return apply(ctx, [diff], dry_run=dry_run)
+    return apply(ctx, diffs, dry_run=dry_run, concurrency=where.concurrency)
 
 
 # --- teardown ----------------------------------------------------------------------------------------
@@ -398,17 +467,26 @@ def run_associate(
 class TeardownRequest:
     instance_role: str
     assumable_roles: tuple[str, ...]
-    instance_id: str | None = None
+    targets: Targets = Targets()
 
 
 def teardown_request(
-    *, instance_role: str, assumable_roles: Sequence[str], instance_id: str | None = None
+    *,
+    instance_role: str,
+    assumable_roles: Sequence[str],
+    instance_id: str | None = None,
+    instance_ids: Sequence[str] = (),
+    instances_tagged: Sequence[tuple[str, str] | str] = (),
+    concurrency: int | str = DEFAULT_CONCURRENCY,
 ) -> TeardownRequest:
     validate_role_name(instance_role, "--instance-role")
     roles = unique([validate_role_name(r, "--assumable-role") for r in assumable_roles], "--assumable-role")
-    if instance_id is not None:
-        validate_instance_id(instance_id)
-    return TeardownRequest(instance_role=instance_role, assumable_roles=roles, instance_id=instance_id)
+    ids = [*([instance_id] if instance_id is not None else []), *instance_ids]
+    return TeardownRequest(
+        instance_role=instance_role,
+        assumable_roles=roles,
+        targets=targets(instance_ids=ids, tags=instances_tagged, concurrency=concurrency),
+    )
 
 
 def _foreign_policies(inline: Sequence[str], attached: Sequence[str], ours: Sequence[str]) -> list[str]:
@@ -486,23 +564,18 @@ def diff_disassociate(
 ) -> Diff:
     """Disassociate the instance only from roleops' own profile (another profile's association is not ours)."""
     resource = f"association {instance_id}"
+
+    def row(action: Action, detail: str, ops: tuple[Op, ...] = ()) -> Diff:
+        return Diff(change=Change(resource=resource, action=action, detail=detail), ops=ops, instance=instance_id)
+
     if association is None:
-        return Diff(change=Change(resource=resource, action=Action.UNCHANGED, detail="no association"))
+        return row(Action.UNCHANGED, "no association")
     held = arns.name_of(association["IamInstanceProfile"]["Arn"])
     if held != profile:
-        return Diff(
-            change=Change(
-                resource=resource, action=Action.UNCHANGED, detail=f"holds another profile ({held}); left alone"
-            )
-        )
+        return row(Action.UNCHANGED, f"holds another profile ({held}); left alone")
     if not profile_managed:
-        return Diff(
-            change=Change(resource=resource, action=Action.UNCHANGED, detail="profile not made by roleops; left alone")
-        )
-    return Diff(
-        change=Change(resource=resource, action=Action.DELETE, detail=f"disassociate {profile}"),
-        ops=(Disassociate(association_id=association["AssociationId"]),),
-    )
+        return row(Action.UNCHANGED, "profile not made by roleops; left alone")
+    return row(Action.DELETE, f"disassociate {profile}", (Disassociate(association_id=association["AssociationId"]),))
 
 
 def diff_delete_profile(name: str, profile: Mapping[str, Any] | None, other_instances: Sequence[str]) -> Diff:
@@ -531,13 +604,11 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
     profile = aws.get_instance_profile(iam, req.instance_role)
     profile_managed = profile is not None and aws.is_managed(profile)
 
-    if req.instance_id:
-        ec2 = ctx.clients.ec2()
-        aws.require_instance(ec2, req.instance_id)
-        association = aws.get_association(ec2, req.instance_id)
-        diffs.append(
-            diff_disassociate(req.instance_id, association, req.instance_role, profile_managed=profile_managed)
-        )
+    instances = resolve_instances(ctx, req.targets) if req.targets else []
+    target_ids = [i["InstanceId"] for i in instances]
+    associations = aws.associations_of_instances(ctx.clients.ec2(), target_ids) if target_ids else {}
+    for iid in target_ids:  # first, side by side: the profile can go only once no target holds it
+        diffs.append(diff_disassociate(iid, associations.get(iid), req.instance_role, profile_managed=profile_managed))
 
     role = aws.get_role(iam, req.instance_role)
     targets = {name: aws.get_role(iam, name) for name in req.assumable_roles}
@@ -563,7 +634,7 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
         others = [
             a["InstanceId"]
             for a in aws.associations_of_profile(ctx.clients.ec2(), profile["Arn"])
-            if a["InstanceId"] != req.instance_id
+            if a["InstanceId"] not in target_ids
         ]
     diffs.append(diff_delete_profile(req.instance_role, profile, others))
 
@@ -581,4 +652,4 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
 
 
 def run_teardown(ctx: Context, req: TeardownRequest, *, dry_run: bool = False) -> PlanReport:
-    return apply(ctx, plan_teardown(ctx, req), dry_run=dry_run)
+    return apply(ctx, plan_teardown(ctx, req), dry_run=dry_run, concurrency=req.targets.concurrency)

@@ -7,6 +7,7 @@ Diffs (roleops/converge.py) build these as data and stay pure; only `apply` here
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from typing import Any, ClassVar, Protocol
 
 from roleops import arns, aws, policies
 from roleops.clients import Clients
-from roleops.errors import AwsError, PropagationTimeout
-from roleops.results import Change, PlanReport
+from roleops.errors import AwsError, PropagationTimeout, RoleOpsError
+from roleops.results import Action, Change, InstanceFailure, PlanReport
 
 DEFAULT_PROPAGATION_TIMEOUT = 60.0
 BACKOFF_FIRST = 0.5  # propagation backoff: 0.5 s doubling, capped, the last wait cut to end at the deadline
@@ -29,11 +30,17 @@ DEADLINE_SLACK = 0.05  # less than this left before the deadline: give up rather
 class Reporter(Protocol):
     def waiting(self, message: str) -> contextlib.AbstractContextManager[None]: ...
 
+    def progress(self, total: int, what: str) -> contextlib.AbstractContextManager[Callable[[], None]]: ...
+
 
 class NullReporter:
     @contextlib.contextmanager
     def waiting(self, message: str) -> Iterator[None]:
         yield
+
+    @contextlib.contextmanager
+    def progress(self, total: int, what: str) -> Iterator[Callable[[], None]]:
+        yield lambda: None
 
 
 @dataclass
@@ -342,20 +349,91 @@ class WaitAssociated(Op):
 
 @dataclass(frozen=True, kw_only=True)
 class Diff:
-    """One row of a plan and the operations that make it so (none: nothing to do)."""
+    """One row of a plan and the operations that make it so (none: nothing to do). `instance`: the target
+    instance this row is about, for the per-instance steps of a fleet (None: an account-level row)."""
 
     change: Change
     ops: tuple[Op, ...] = ()
+    instance: str | None = None
 
 
-def apply(ctx: Context, diffs: Sequence[Diff], *, dry_run: bool) -> PlanReport:
-    """Apply every diff's operations in order (none with `dry_run`); the report is the diffs' rows."""
+DEFAULT_CONCURRENCY = 8
+
+
+def _apply_ops(ctx: Context, ops: Sequence[Op]) -> None:
+    for op in ops:
+        try:
+            op.apply(ctx)
+        except AwsError as err:
+            if err.code not in op.conflicts or not op.already_done(ctx):
+                raise
+
+
+def _apply_instances(ctx: Context, diffs: Sequence[Diff], concurrency: int) -> dict[str, tuple[int, str]]:
+    """Each instance's diffs in order, instances side by side; instance id -> (index of the failed row, error)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    by_instance: dict[str, list[tuple[int, Diff]]] = {}
+    for i, d in enumerate(diffs):
+        by_instance.setdefault(d.instance or "", []).append((i, d))
+    # Spinners are not for worker threads: the fleet shows one progress bar instead.
+    quiet = dataclasses.replace(ctx, reporter=NullReporter())
+    quiet.clients.ec2()  # made once here: botocore clients are thread-safe, creating them concurrently is waste
+
+    def one(rows: list[tuple[int, Diff]]) -> tuple[int, str] | None:
+        for index, d in rows:
+            try:
+                _apply_ops(quiet, d.ops)
+            except RoleOpsError as err:
+                return index, err.one_line()
+        return None
+
+    failed: dict[str, tuple[int, str]] = {}
+    workers = max(1, min(concurrency, len(by_instance)))
+    with ctx.reporter.progress(len(by_instance), "instances") as advance, ThreadPoolExecutor(workers) as pool:
+        futures = {iid: pool.submit(one, rows) for iid, rows in by_instance.items()}
+        for iid, future in futures.items():
+            result = future.result()  # each worker catches our errors; anything else is a bug and propagates
+            if result is not None:
+                failed[iid] = result
+            advance()
+    return failed
+
+
+def apply(ctx: Context, diffs: Sequence[Diff], *, dry_run: bool, concurrency: int = DEFAULT_CONCURRENCY) -> PlanReport:
+    """Apply every diff's operations in order (none with `dry_run`); the report is the diffs' rows.
+
+    Account-level rows are applied one by one and an error stops the run. A run of per-instance rows is applied
+    instance by instance, `concurrency` instances at a time (botocore retries each call; the rows of one instance
+    stay in order): an instance whose step fails is reported (its rows `failed`) and the others go on. An
+    account-level row after instances of which any failed is not tried (teardown must not delete a profile an
+    instance still holds): it is reported failed too.
+    """
+    changes = [d.change for d in diffs]
+    failures: list[InstanceFailure] = []
     if not dry_run:
-        for d in diffs:
-            for op in d.ops:
-                try:
-                    op.apply(ctx)
-                except AwsError as err:
-                    if err.code not in op.conflicts or not op.already_done(ctx):
-                        raise
-    return PlanReport(changes=tuple(d.change for d in diffs), dry_run=dry_run)
+        i = 0
+        while i < len(diffs):
+            if diffs[i].instance is None:
+                if failures:
+                    changes[i] = _failed(changes[i], "not tried: an instance step before it failed")
+                else:
+                    _apply_ops(ctx, diffs[i].ops)
+                i += 1
+                continue
+            j = i
+            while j < len(diffs) and diffs[j].instance is not None:
+                j += 1
+            group = diffs[i:j]
+            for iid, (index, error) in _apply_instances(ctx, group, concurrency).items():
+                failures.append(InstanceFailure(instance_id=iid, error=error))
+                for k, d in enumerate(group):
+                    if d.instance == iid and k >= index:
+                        why = error if k == index else "not tried: an earlier step on this instance failed"
+                        changes[i + k] = _failed(changes[i + k], why)
+            i = j
+    return PlanReport(changes=tuple(changes), dry_run=dry_run, failures=tuple(failures))
+
+
+def _failed(change: Change, why: str) -> Change:
+    return dataclasses.replace(change, action=Action.FAILED, detail=f"{change.detail}: {why}" if change.detail else why)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -32,6 +32,7 @@ _ACTION_STYLE = {
     Action.REPLACE: "yellow",
     Action.DELETE: "red",
     Action.UNCHANGED: "dim",
+    Action.FAILED: "bold red",
 }
 _STATUS_STYLE = {Status.PASS: "green", Status.FAIL: "bold red", Status.WARN: "yellow", Status.SKIP: "dim"}
 
@@ -109,6 +110,18 @@ class Renderer:
             return
         with self.err.status(message, spinner="dots"):
             yield
+
+    @contextlib.contextmanager
+    def progress(self, total: int, what: str) -> Iterator[Callable[[], None]]:
+        """A progress bar on stderr for a fleet (a terminal, table output, more than one); otherwise silent."""
+        if total <= 1 or self.json_mode or not self._stderr.isatty():
+            yield lambda: None
+            return
+        from rich.progress import Progress
+
+        with Progress(console=self.err, transient=True) as bar:
+            task = bar.add_task(what, total=total)
+            yield lambda: bar.advance(task)
 
     # --- setup / associate / teardown --------------------------------------------------------------
 

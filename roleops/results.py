@@ -28,6 +28,7 @@ class Action(enum.Enum):
     REPLACE = "replace"
     DELETE = "delete"
     UNCHANGED = "unchanged"
+    FAILED = "failed"  # a per-instance step that failed (or was not tried after one did); the run exits 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,16 +44,33 @@ class Change:
 
 
 @dataclass(frozen=True, kw_only=True)
+class InstanceFailure:
+    """One target instance whose steps failed; the others went on."""
+
+    instance_id: str
+    error: str  # one line: the operation, AWS's code and message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, "error": self.error}
+
+
+@dataclass(frozen=True, kw_only=True)
 class PlanReport:
     changes: tuple[Change, ...]
     dry_run: bool = False
+    failures: tuple[InstanceFailure, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return True
+        return not self.failures
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "dry_run": self.dry_run, "changes": [c.to_json() for c in self.changes]}
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "changes": [c.to_json() for c in self.changes],
+            "failures": [f.to_json() for f in self.failures],
+        }
 
 
 # --- verify / doctor ----------------------------------------------------------------------------

@@ -114,6 +114,28 @@ def validate_propagation_timeout(value: float | str, field: str = "--propagation
     return number
 
 
+MAX_CONCURRENCY = 32  # instances handled at once (the contract's range, 1-32)
+_TAG_KEY = re.compile(r"[^=]{1,128}")
+
+
+def validate_concurrency(value: int | str, field: str = "--concurrency") -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(field, value, f"a whole number from 1 to {MAX_CONCURRENCY}") from None
+    if not 1 <= number <= MAX_CONCURRENCY:
+        raise ValidationError(field, value, f"a whole number from 1 to {MAX_CONCURRENCY}")
+    return number
+
+
+def validate_tag_filter(value: str, field: str = "--instances-tagged") -> tuple[str, str]:
+    """KEY=VALUE -> (KEY, VALUE), as EC2's tag:KEY filter takes them (a key of 1-128, a value of 0-256 characters)."""
+    key, sep, tag_value = value.partition("=") if isinstance(value, str) else ("", "", "")
+    if not sep or not _TAG_KEY.fullmatch(key) or len(tag_value) > 256:
+        raise ValidationError(field, value, "give KEY=VALUE (a tag key of 1-128 characters, a value of 0-256)")
+    return key, tag_value
+
+
 def validate_region(value: str, field: str = "--region") -> str:
     if not isinstance(value, str) or not _REGION.fullmatch(value):
         raise ValidationError(field, value, "a region looks like us-east-1")

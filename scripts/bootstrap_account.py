@@ -63,11 +63,11 @@ def main() -> int:
         current = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
         diffs.append(diff_inline_policy(req.instance_role, current, [target_arn]))
         # 5. The association with the instance.
-        if req.instance_id:
+        if args.instance_id:
             ec2 = ctx.clients.ec2()
-            instance = aws.describe_instance(ec2, req.instance_id)
-            assoc = aws.get_association(ec2, req.instance_id) if instance else None
-            diffs.append(diff_association(req.instance_id, instance, assoc, req.profile, wait=False))
+            instance = aws.require_instance(ec2, args.instance_id)  # a wrong id stops here, before any change
+            assoc = aws.get_association(ec2, args.instance_id)
+            diffs.append(diff_association(args.instance_id, instance, assoc, req.profile, wait=False))
 
         report = apply(ctx, diffs, dry_run=args.dry_run)
     except RoleOpsError as err:
