@@ -440,3 +440,53 @@ def disassociate_profile(ec2: Any, association_id: str) -> None:
 
 def require_imdsv2(ec2: Any, instance_id: str) -> None:
     call(ec2, "modify_instance_metadata_options", InstanceId=instance_id, HttpTokens="required", HttpEndpoint="enabled")
+
+
+# --- EC2 launch templates ------------------------------------------------------------------------------
+
+_TEMPLATE_NOT_FOUND = frozenset(
+    {
+        "InvalidLaunchTemplateName.NotFoundException",
+        "InvalidLaunchTemplateId.NotFound",
+        "InvalidLaunchTemplateId.Malformed",
+        "InvalidLaunchTemplateName.MalformedException",
+    }
+)
+
+
+def get_launch_template(ec2: Any, name_or_id: str) -> dict[str, Any] | None:
+    """A launch template by id (lt-...) or name, or None."""
+    key = "LaunchTemplateIds" if name_or_id.startswith("lt-") else "LaunchTemplateNames"
+    resp = call(ec2, "describe_launch_templates", not_found=_TEMPLATE_NOT_FOUND, **{key: [name_or_id]})
+    found = (resp or {}).get("LaunchTemplates", [])
+    return found[0] if found else None
+
+
+def get_launch_template_version(ec2: Any, template_id: str, version: str | int) -> dict[str, Any] | None:
+    resp = call(
+        ec2,
+        "describe_launch_template_versions",
+        not_found=_TEMPLATE_NOT_FOUND,
+        LaunchTemplateId=template_id,
+        Versions=[str(version)],
+    )
+    found = (resp or {}).get("LaunchTemplateVersions", [])
+    return found[0] if found else None
+
+
+def create_launch_template_version(
+    ec2: Any, template_id: str, source_version: str | int, data: Mapping[str, Any], description: str
+) -> dict[str, Any]:
+    """A new version from `source_version`'s data, the top-level blocks of `data` replacing the source's."""
+    return call(
+        ec2,
+        "create_launch_template_version",
+        LaunchTemplateId=template_id,
+        SourceVersion=str(source_version),
+        VersionDescription=description,
+        LaunchTemplateData=dict(data),
+    )["LaunchTemplateVersion"]  # type: ignore[index]
+
+
+def set_default_launch_template_version(ec2: Any, template_id: str, version: str | int) -> None:
+    call(ec2, "modify_launch_template", LaunchTemplateId=template_id, DefaultVersion=str(version))

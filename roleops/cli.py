@@ -123,7 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a secondary role the instance role may assume (repeatable; give all of them)",
     )
     fleet_options(p, "associate the profile with this instance")
-    p.add_argument("--require-imdsv2", action="store_true", help="set HttpTokens=required on the instance")
+    p.add_argument(
+        "--launch-template",
+        type=arg("validate_launch_template", "--launch-template"),
+        metavar="NAME_OR_ID",
+        help="a new default version of this launch template carries the profile (instances launched later)",
+    )
+    p.add_argument(
+        "--require-imdsv2",
+        action="store_true",
+        help="set HttpTokens=required on the instances (and in the launch template)",
+    )
     p.add_argument(
         "--max-session-duration",
         type=arg("validate_max_session_duration", "--max-session-duration"),
@@ -324,6 +334,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         instance_ids=args.instance_ids,
         instances_tagged=args.instances_tagged,
         concurrency=args.concurrency,
+        launch_template=args.launch_template,
         require_imdsv2=args.require_imdsv2,
         max_session_duration=args.max_session_duration,
         adopt=args.adopt,

@@ -27,6 +27,7 @@ from roleops.operations import (
     DeleteRolePolicy,
     Diff,
     Disassociate,
+    NewDefaultTemplateVersion,
     NullReporter,
     Op,
     PutRolePolicy,
@@ -43,6 +44,7 @@ from roleops.validate import (
     unique,
     validate_concurrency,
     validate_instance_id,
+    validate_launch_template,
     validate_max_session_duration,
     validate_profile_name,
     validate_propagation_timeout,
@@ -85,6 +87,7 @@ class SetupRequest:
     instance_role: str
     assumable_roles: tuple[str, ...]
     targets: Targets = Targets()
+    launch_template: str | None = None
     require_imdsv2: bool = False
     max_session_duration: int | None = None
     adopt: bool = False
@@ -105,6 +108,7 @@ def setup_request(
     instance_ids: Sequence[str] = (),
     instances_tagged: Sequence[tuple[str, str] | str] = (),
     concurrency: int | str = DEFAULT_CONCURRENCY,
+    launch_template: str | None = None,
     require_imdsv2: bool = False,
     max_session_duration: int | str | None = None,
     adopt: bool = False,
@@ -127,11 +131,17 @@ def setup_request(
         )
     ids = [*([instance_id] if instance_id is not None else []), *instance_ids]
     where = targets(instance_ids=ids, tags=instances_tagged, concurrency=concurrency)
-    if not where and (require_imdsv2 or wait):
+    if launch_template is not None:
+        validate_launch_template(launch_template)
+    if not where and wait:
         raise UsageError(
-            "--require-imdsv2 and --wait need --instance-id or --instances-tagged",
-            "they act on instances",
-            "add --instance-id i-... or --instances-tagged KEY=VALUE",
+            "--wait needs --instance-id or --instances-tagged", "it waits for instances", "add --instance-id i-..."
+        )
+    if not where and require_imdsv2 and launch_template is None:
+        raise UsageError(
+            "--require-imdsv2 needs --instance-id, --instances-tagged or --launch-template",
+            "it acts on instances or their launch template",
+            "add --instance-id i-... or --launch-template NAME",
         )
     duration = validate_max_session_duration(max_session_duration) if max_session_duration is not None else None
     timeout = validate_propagation_timeout(propagation_timeout)
@@ -139,6 +149,7 @@ def setup_request(
         instance_role=instance_role,
         assumable_roles=roles,
         targets=where,
+        launch_template=launch_template,
         require_imdsv2=require_imdsv2,
         max_session_duration=duration,
         adopt=adopt,
@@ -334,6 +345,46 @@ def diff_metadata_options(instance_id: str, instance: Mapping[str, Any] | None) 
     )
 
 
+def diff_launch_template(
+    name_or_id: str, template: Mapping[str, Any], default: Mapping[str, Any], profile: str, *, require_imdsv2: bool
+) -> Diff:
+    """The default version of a launch template must carry `profile` (and, with --require-imdsv2, HttpTokens
+    required); otherwise a new version from it, with only those blocks changed, becomes the default."""
+    label = template.get("LaunchTemplateName") or name_or_id
+    resource = f"launch-template {label}"
+    number = int(default.get("VersionNumber") or template.get("DefaultVersionNumber") or 1)
+    data = default.get("LaunchTemplateData") or {}
+    held = data.get("IamInstanceProfile") or {}
+    held_name = held.get("Name") or (arns.name_of(held["Arn"]) if held.get("Arn") else None)
+    options = dict(data.get("MetadataOptions") or {})
+    wanted: dict[str, Any] = {}
+    details: list[str] = []
+    if held_name != profile:
+        wanted["IamInstanceProfile"] = {"Name": profile}
+        details.append(f"IamInstanceProfile {held_name or 'none'} -> {profile}")
+    if require_imdsv2 and options.get("HttpTokens") != "required":
+        # The sent block replaces the source's MetadataOptions whole: carry its other settings over.
+        wanted["MetadataOptions"] = {**options, "HttpTokens": "required"}
+        details.append(f"HttpTokens {options.get('HttpTokens') or 'optional'} -> required")
+    if not wanted:
+        tokens = "; HttpTokens=required" if require_imdsv2 else ""
+        return Diff(
+            change=Change(
+                resource=resource,
+                action=Action.UNCHANGED,
+                detail=f"default version {number} carries profile {profile}{tokens}",
+            )
+        )
+    return Diff(
+        change=Change(
+            resource=resource,
+            action=Action.UPDATE,
+            detail=f"new default version from version {number}: " + "; ".join(details),
+        ),
+        ops=(NewDefaultTemplateVersion(template_id=template["LaunchTemplateId"], source_version=number, data=wanted),),
+    )
+
+
 def _describe_statement(stmt: Mapping[str, Any]) -> str:
     principal = stmt.get("Principal", {})
     if isinstance(principal, Mapping):
@@ -396,6 +447,18 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
         target_arns.append((role or {}).get("Arn") or arns.role_arn(partition, account, name))
     diffs.append(diff_inline_policy(req.instance_role, inline, target_arns))
 
+    if req.launch_template is not None:
+        ec2 = ctx.clients.ec2()
+        template = aws.get_launch_template(ec2, req.launch_template)
+        if template is None:
+            raise UsageError(
+                f"launch template {req.launch_template} not found in {ctx.clients.region}",
+                "no such launch template",
+                "check --launch-template (a name or lt-... id) and --region; nothing was changed",
+            )
+        default = aws.get_launch_template_version(ec2, template["LaunchTemplateId"], "$Default") or {}
+        diffs.append(diff_launch_template(req.launch_template, template, default, req.profile,
+                                          require_imdsv2=req.require_imdsv2))  # fmt: skip
     for instance in instances:  # one row (or two) per instance; applied side by side
         iid = instance["InstanceId"]
         diffs.append(

@@ -344,6 +344,23 @@ class WaitAssociated(Op):
         wait_associated(ctx, self.instance_id, self.profile)
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewDefaultTemplateVersion(Op):
+    """A launch template version from the default one with `data`'s blocks replacing its own, made the default:
+    instances an Auto Scaling group launches later get the profile (and the metadata options) too."""
+
+    template_id: str
+    source_version: int
+    data: Mapping[str, Any]
+
+    def apply(self, ctx: Context) -> None:
+        ec2 = ctx.clients.ec2()
+        version = aws.create_launch_template_version(
+            ec2, self.template_id, self.source_version, self.data, "roleops setup: the instance profile"
+        )
+        aws.set_default_launch_template_version(ec2, self.template_id, version["VersionNumber"])
+
+
 # --- a plan ------------------------------------------------------------------------------------------------
 
 

@@ -136,6 +136,16 @@ def validate_tag_filter(value: str, field: str = "--instances-tagged") -> tuple[
     return key, tag_value
 
 
+_LAUNCH_TEMPLATE = re.compile(r"lt-[0-9a-f]{8,17}|[a-zA-Z0-9().\-/_]{3,128}")
+
+
+def validate_launch_template(value: str, field: str = "--launch-template") -> str:
+    """A launch template id (lt-...) or name (3-128 of letters, digits and ().-/_, as EC2 allows)."""
+    if not isinstance(value, str) or not _LAUNCH_TEMPLATE.fullmatch(value):
+        raise ValidationError(field, value, "a launch template is lt-... or a name of 3-128 letters, digits and ().-/_")
+    return value
+
+
 def validate_region(value: str, field: str = "--region") -> str:
     if not isinstance(value, str) or not _REGION.fullmatch(value):
         raise ValidationError(field, value, "a region looks like us-east-1")

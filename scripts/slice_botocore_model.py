@@ -32,6 +32,10 @@ SLICES = {
         "ReplaceIamInstanceProfileAssociation",
         "DisassociateIamInstanceProfile",
         "ModifyInstanceMetadataOptions",
+        "DescribeLaunchTemplates",
+        "DescribeLaunchTemplateVersions",
+        "CreateLaunchTemplateVersion",
+        "ModifyLaunchTemplate",
     ),
 }
 # The services roleops makes clients for (roleops.clients.Clients: iam, ec2, sts).

@@ -292,3 +292,30 @@ def test_require_imdsv2_also_turns_a_disabled_endpoint_back_on(ctx: Context, ec2
     )
     options = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["MetadataOptions"]
     assert (options["HttpTokens"], options["HttpEndpoint"]) == ("required", "enabled")
+
+
+def test_launch_template_gets_a_new_default_version_with_the_profile(ctx: Context, calls: Any, ec2: Any) -> None:
+    ec2.create_launch_template(
+        LaunchTemplateName="web",
+        LaunchTemplateData={"ImageId": "ami-12345678", "InstanceType": "t3.micro"},
+    )
+    report = run_setup(ctx, req(launch_template="web", require_imdsv2=True))
+    assert actions(report)["launch-template web"] == "update"
+    template = ec2.describe_launch_templates(LaunchTemplateNames=["web"])["LaunchTemplates"][0]
+    assert template["DefaultVersionNumber"] == 2
+    data = ec2.describe_launch_template_versions(LaunchTemplateName="web", Versions=["$Default"])[
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]
+    assert data["IamInstanceProfile"] == {"Name": "ExampleRole"}
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+
+    calls.clear()
+    again = run_setup(ctx, req(launch_template="web", require_imdsv2=True))
+    assert actions(again)["launch-template web"] == "unchanged"
+    assert calls.mutating == []
+
+
+def test_unknown_launch_template_is_bad_input_before_any_change(ctx: Context, calls: Any) -> None:
+    with pytest.raises(UsageError, match="launch template nope not found"):
+        run_setup(ctx, req(launch_template="nope"))
+    assert calls.mutating == []

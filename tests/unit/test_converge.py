@@ -12,6 +12,7 @@ from roleops.converge import (
     diff_delete_profile,
     diff_disassociate,
     diff_inline_policy,
+    diff_launch_template,
     diff_metadata_options,
     diff_profile,
     diff_release_role,
@@ -27,6 +28,7 @@ from roleops.operations import (
     DeleteRole,
     DeleteRolePolicy,
     Disassociate,
+    NewDefaultTemplateVersion,
     Op,
     PutRolePolicy,
     RemoveRoleFromInstanceProfile,
@@ -369,3 +371,42 @@ def test_diff_metadata_options_rows(options: dict, action: Action, detail: str) 
     diff = diff_metadata_options(INSTANCE, _instance(**options))
     assert (diff.change.action, diff.change.detail) == (action, detail)
     assert diff.ops == (() if action is Action.UNCHANGED else (RequireImdsv2(instance_id=INSTANCE),))
+
+
+# --- launch templates ---------------------------------------------------------------------------------------
+
+TEMPLATE = {"LaunchTemplateId": "lt-0123456789abcdef0", "LaunchTemplateName": "web", "DefaultVersionNumber": 3}
+
+
+def _version(number: int = 3, **data: Any) -> dict:
+    return {"VersionNumber": number, "LaunchTemplateData": {"ImageId": "ami-12345678", **data}}
+
+
+@pytest.mark.parametrize(
+    ("data", "require", "action", "wanted"),
+    [
+        ({}, False, Action.UPDATE, {"IamInstanceProfile": {"Name": "ExampleRole"}}),
+        ({"IamInstanceProfile": {"Name": "ExampleRole"}}, False, Action.UNCHANGED, None),
+        ({"IamInstanceProfile": {"Arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/ExampleRole"}}, False,
+         Action.UNCHANGED, None),
+        ({"IamInstanceProfile": {"Name": "Other"}}, False, Action.UPDATE,
+         {"IamInstanceProfile": {"Name": "ExampleRole"}}),
+        # the MetadataOptions block is sent whole (it replaces the source's): its other settings are carried over
+        ({"IamInstanceProfile": {"Name": "ExampleRole"}, "MetadataOptions": {"HttpTokens": "optional",
+          "HttpPutResponseHopLimit": 2}}, True, Action.UPDATE,
+         {"MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}}),
+        ({"IamInstanceProfile": {"Name": "ExampleRole"}, "MetadataOptions": {"HttpTokens": "required"}}, True,
+         Action.UNCHANGED, None),
+        ({}, True, Action.UPDATE,
+         {"IamInstanceProfile": {"Name": "ExampleRole"}, "MetadataOptions": {"HttpTokens": "required"}}),
+    ],
+)  # fmt: skip
+def test_diff_launch_template(data: dict, require: bool, action: Action, wanted: dict | None) -> None:
+    diff = diff_launch_template("web", TEMPLATE, _version(**data), "ExampleRole", require_imdsv2=require)
+    assert diff.change.action is action
+    if wanted is None:
+        assert diff.ops == ()
+    else:
+        assert diff.ops == (NewDefaultTemplateVersion(template_id=TEMPLATE["LaunchTemplateId"], source_version=3,
+                                                      data=wanted),)  # fmt: skip
+        assert diff.change.detail.startswith("new default version from version 3: ")
