@@ -490,3 +490,70 @@ def create_launch_template_version(
 
 def set_default_launch_template_version(ec2: Any, template_id: str, version: str | int) -> None:
     call(ec2, "modify_launch_template", LaunchTemplateId=template_id, DefaultVersion=str(version))
+
+
+# --- SSM Run Command (roleops smoke) -------------------------------------------------------------------
+
+SSM_MAX_TARGETS = 50  # InstanceIds per SendCommand (AWS-FACTS.md)
+SSM_MAX_RESULTS = 50  # MaxResults of ListCommandInvocations / DescribeInstanceInformation
+
+
+def ssm_online_instances(ssm: Any, instance_ids: list[str]) -> dict[str, str]:
+    """instance id -> PingStatus for the given instances SSM manages (absent: not managed), paged, 50 ids a read."""
+    status: dict[str, str] = {}
+    for i in range(0, len(instance_ids), SSM_MAX_TARGETS):
+        chunk = instance_ids[i : i + SSM_MAX_TARGETS]
+        token: str | None = None
+        for _ in range(_PAGES):
+            resp = call(ssm, "describe_instance_information", Filters=[{"Key": "InstanceIds", "Values": chunk}],
+                        MaxResults=SSM_MAX_RESULTS, **({"NextToken": token} if token else {})) or {}  # fmt: skip
+            for info in resp.get("InstanceInformationList", []):
+                status[info["InstanceId"]] = info.get("PingStatus", "")
+            token = resp.get("NextToken")
+            if not token:
+                break
+    return status
+
+
+def ssm_send_shell(
+    ssm: Any,
+    instance_ids: list[str],
+    commands: list[str],
+    *,
+    execution_timeout: int,
+    max_concurrency: str,
+    max_errors: str,
+    comment: str,
+) -> str:
+    """AWS-RunShellScript on at most 50 instances; the command id."""
+    resp = call(
+        ssm,
+        "send_command",
+        InstanceIds=instance_ids,
+        DocumentName="AWS-RunShellScript",
+        Comment=comment[:100],
+        Parameters={"commands": commands, "executionTimeout": [str(execution_timeout)]},
+        TimeoutSeconds=max(30, execution_timeout),
+        MaxConcurrency=max_concurrency,
+        MaxErrors=max_errors,
+    )
+    return resp["Command"]["CommandId"]  # type: ignore[index]
+
+
+def ssm_invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
+    """Every invocation of a command, with its plugins' (truncated) output, paged."""
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(_PAGES):
+        resp = call(ssm, "list_command_invocations", CommandId=command_id, Details=True, MaxResults=SSM_MAX_RESULTS,
+                    **({"NextToken": token} if token else {})) or {}  # fmt: skip
+        found.extend(resp.get("CommandInvocations", []))
+        token = resp.get("NextToken")
+        if not token:
+            break
+    return found
+
+
+def ssm_invocation_output(ssm: Any, command_id: str, instance_id: str) -> dict[str, Any]:
+    """One invocation's standard output (up to 24,000 characters) and error (8,000)."""
+    return call(ssm, "get_command_invocation", CommandId=command_id, InstanceId=instance_id) or {}

@@ -244,6 +244,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--containers", action="store_true", help="containers on the instance need the role (hop limit)")
     p.set_defaults(func=cmd_doctor)
 
+    p = command("smoke", "from an operator's machine: verify every instance's chain through SSM Run Command")
+    p.add_argument("--instance-id", action="append", default=[], type=instance_id, metavar="ID", dest="instance_ids")
+    p.add_argument(
+        "--instances-tagged",
+        action="append",
+        default=[],
+        type=arg("validate_tag_filter", "--instances-tagged"),
+        metavar="KEY=VALUE",
+        help="every running or stopped instance with this tag (repeatable: ANDed)",
+    )
+    p.add_argument("--assume", action="append", default=[], type=role_arn, metavar="ROLE_ARN")
+    p.add_argument("--expect-role", type=arg("validate_role_name", "--expect-role"), metavar="NAME")
+    p.add_argument("--session-name", type=arg("validate_session_name", "--session-name"), metavar="NAME")
+    p.add_argument("--max-concurrency", type=arg("validate_rate", "--max-concurrency"), metavar="N|N%")
+    p.add_argument("--max-errors", type=arg("validate_rate", "--max-errors"), metavar="N|N%")
+    p.add_argument(
+        "--timeout",
+        type=arg("validate_smoke_timeout", "--timeout"),
+        metavar="SECONDS",
+        help="how long each instance may take (default 300)",
+    )
+    p.add_argument("--remote", choices=("auto", "roleops", "aws-cli"), default="auto")
+    p.set_defaults(func=cmd_smoke)
+
     p = command("sandbox", "run the local sandbox (IAM, EC2, STS and per-instance IMDS) on 127.0.0.1")
     from roleops.sandbox.cli import add_arguments as sandbox_arguments  # argparse only: --help stays fast
 
@@ -456,6 +480,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         make_clients(args), instance_id=args.instance_id, assume=tuple(args.assume), containers=args.containers
     )
     renderer.doctor(report)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    if not args.instance_ids and not args.instances_tagged:
+        raise UsageError("no instance given", "smoke checks instances", "add --instance-id or --instances-tagged")
+    from roleops.smoke import SmokeRequest, run_smoke
+
+    req = SmokeRequest(
+        instance_ids=tuple(args.instance_ids),
+        tags=tuple(args.instances_tagged),
+        assume=tuple(args.assume),
+        expect_role=args.expect_role,
+        remote=args.remote,
+        **_given(
+            args,
+            session_name="session_name",
+            max_concurrency="max_concurrency",
+            max_errors="max_errors",
+            timeout="timeout",
+        ),
+    )
+    renderer = _renderer(args)
+    report = run_smoke(make_clients(args), req, reporter=renderer)
+    renderer.smoke(report)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 

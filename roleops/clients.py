@@ -204,3 +204,6 @@ class Clients:
 
     def sts(self, region: str | None = None) -> Any:
         return self.client("sts", region)
+
+    def ssm(self) -> Any:
+        return self.client("ssm")

@@ -211,6 +211,30 @@ class Renderer:
         failed = [f.check for f in report.findings if f.status is Status.FAIL]
         self.out.print(f"{verdict} " + (f"first broken link: {failed[0]}" if failed else "no broken link found"))
 
+    # --- smoke -------------------------------------------------------------------------------------
+
+    def smoke(self, report: Any) -> None:
+        """One row per instance: its status, the broken link (the first failed step) and why."""
+        if self.json_mode:
+            self.json(report.to_json())
+            return
+        from rich.table import Table
+
+        styles = {"pass": "green", "fail": "bold red", "error": "bold red", "undeliverable": "yellow",
+                  "timed-out": "yellow"}  # fmt: skip
+        table = Table(title="roleops smoke", title_justify="left")
+        table.add_column("instance", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("broken link", no_wrap=True)
+        table.add_column("message", overflow="fold")
+        for i in report.instances:
+            style = styles.get(i.status, "")
+            table.add_row(i.instance_id, f"[{style}]{i.status}[/]", i.broken_link or "", _escape(i.message))
+        self.out.print(table)
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts().items()))
+        verdict = "[bold green]PASS[/]" if report.ok else "[bold red]FAIL[/]"
+        self.out.print(f"{verdict} {counts}; SSM command(s) {', '.join(report.command_ids) or 'none sent'}")
+
 
 def _fix_text(f: Finding) -> str:
     # When no roleops command mends a link, `fix` is the aws command itself: show it once.

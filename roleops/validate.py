@@ -146,6 +146,21 @@ def validate_launch_template(value: str, field: str = "--launch-template") -> st
     return value
 
 
+_RATE = re.compile(r"[0-9]{1,6}|(?:100|[1-9]?[0-9])%")
+MAX_SMOKE_TIMEOUT = 3600  # seconds an instance's smoke check may run (SSM's executionTimeout)
+
+
+def validate_rate(value: str, field: str) -> str:
+    """N or N% (SSM's MaxConcurrency and MaxErrors), kept as SSM takes it."""
+    if not isinstance(value, str) or not _RATE.fullmatch(value):
+        raise ValidationError(field, value, "a number (N) or a percentage (N%, 0-100%)")
+    return value
+
+
+def validate_smoke_timeout(value: int | str, field: str = "--timeout") -> int:
+    return validate_duration(value, field, 30, MAX_SMOKE_TIMEOUT)
+
+
 def validate_region(value: str, field: str = "--region") -> str:
     if not isinstance(value, str) or not _REGION.fullmatch(value):
         raise ValidationError(field, value, "a region looks like us-east-1")
