@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from roleops import arns, aws
+from roleops import arns, aws, sts
 from roleops.results import Status
 
 MODES = ("auto", "roleops", "aws-cli")
@@ -272,15 +272,15 @@ def parse_aws_cli(stdout: str, req: SmokeRequest) -> list[dict[str, Any]]:
             continue
         if assumed is None or assumed[0] != 0:
             text = assumed[2].strip() if assumed else "no output"
-            steps.append(
-                _step(
-                    step,
-                    Status.FAIL,
-                    f"sts:AssumeRole into {target} failed: {text[:500]}",
-                    f"the instance role {role_name} must allow sts:AssumeRole on {target}, and its trust "
-                    "must name the instance role",
-                )
+            caller_arn = next((x["arn"] for x in steps if x["step"] == "caller"), None)
+            where = arns.split_arn(caller_arn) or ("aws", "")
+            instance_role_arn = arns.role_arn(where[0], where[1], role_name or "ROLE")
+            why = (
+                sts.hint_access_denied(instance_role_arn, target, None)
+                if "AccessDenied" in text
+                else sts.hint(next((c for c in ("ExpiredToken", "InvalidClientTokenId") if c in text), ""), text, "")
             )
+            steps.append(_step(step, Status.FAIL, f"sts:AssumeRole into {target} failed: {text[:500]}", why))
             steps.append(_step(after, Status.SKIP, f"skipped: waits on step '{step}', which failed"))
             continue
         steps.append(_step(step, Status.PASS, f"assumed {target} as session {req.session_name}"))
