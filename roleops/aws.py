@@ -557,3 +557,8 @@ def ssm_invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
 def ssm_invocation_output(ssm: Any, command_id: str, instance_id: str) -> dict[str, Any]:
     """One invocation's standard output (up to 24,000 characters) and error (8,000)."""
     return call(ssm, "get_command_invocation", CommandId=command_id, InstanceId=instance_id) or {}
+
+
+def ssm_cancel(ssm: Any, command_id: str, instance_ids: list[str]) -> None:
+    """Cancel a command on the instances that have not finished it (a smoke check that outlived --timeout)."""
+    call(ssm, "cancel_command", CommandId=command_id, InstanceIds=instance_ids[:SSM_MAX_TARGETS])

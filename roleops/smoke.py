@@ -370,6 +370,39 @@ def _plugin_output(invocation: dict[str, Any]) -> str:
     return "".join(str(p.get("Output") or "") for p in plugins)
 
 
+def _send(ssm: Any, req: SmokeRequest, chunk: list[str], commands: list[str], checks: dict[str, InstanceCheck]) -> str:
+    """SendCommand to a chunk; an instance that left SSM between the listing and the send (stopped, terminated) makes
+    SSM refuse the whole chunk with InvalidInstanceId: ask SSM again, report those, and send to the rest once."""
+    from roleops.errors import AwsError
+
+    def send(ids: list[str]) -> str:
+        return aws.ssm_send_shell(
+            ssm,
+            ids,
+            commands,
+            execution_timeout=req.timeout,
+            max_concurrency=req.max_concurrency,
+            max_errors=req.max_errors,
+            comment="roleops smoke: verify the instance role chain",
+        )
+
+    try:
+        return send(chunk)
+    except AwsError as err:
+        if err.code != "InvalidInstanceId":
+            raise
+        online = aws.ssm_online_instances(ssm, chunk)
+        for iid in chunk:
+            if online.get(iid) != "Online":
+                checks[iid] = InstanceCheck(
+                    instance_id=iid,
+                    status=SmokeStatus.UNDELIVERABLE,
+                    message=f"not sent: left SSM before the send ({err.code})",
+                )
+        rest = [i for i in chunk if i not in checks]
+        return send(rest) if rest else ""
+
+
 def run_smoke(
     clients: Any,
     req: SmokeRequest,
@@ -394,18 +427,14 @@ def run_smoke(
             checks[iid] = InstanceCheck(instance_id=iid, status=SmokeStatus.UNDELIVERABLE, message=f"not sent: {why}")
     send = [i for i in instances if i not in checks]
     commands = remote_commands(req)
-    command_ids = [
-        aws.ssm_send_shell(
-            ssm,
-            send[i : i + aws.SSM_MAX_TARGETS],
-            commands,
-            execution_timeout=req.timeout,
-            max_concurrency=req.max_concurrency,
-            max_errors=req.max_errors,
-            comment="roleops smoke: verify the instance role chain",
-        )
-        for i in range(0, len(send), aws.SSM_MAX_TARGETS)
-    ]
+    sent: dict[str, list[str]] = {}  # command id -> its instances
+    for i in range(0, len(send), aws.SSM_MAX_TARGETS):
+        chunk = send[i : i + aws.SSM_MAX_TARGETS]
+        command_id = _send(ssm, req, chunk, commands, checks)
+        if command_id:  # "": every instance of the chunk left SSM before the send
+            sent[command_id] = chunk
+    command_ids = list(sent)
+    send = [i for chunk in sent.values() for i in chunk if i not in checks]
     pending = set(send)
     deadline = clock() + req.timeout + 30  # the instances' own timeout, and time for SSM to say so
     delay = POLL_FIRST
@@ -428,11 +457,16 @@ def run_smoke(
                 break
             remaining = deadline - clock()
             if remaining <= 0:
+                # Cancel what is still running, so nothing outlives the check; its instances are timed out.
+                for command_id, chunk in sent.items():
+                    late = [i for i in chunk if i in pending]
+                    if late:
+                        aws.ssm_cancel(ssm, command_id, late)
                 for iid in pending:
                     checks[iid] = InstanceCheck(
                         instance_id=iid,
                         status=SmokeStatus.TIMED_OUT,
-                        message=f"no answer within --timeout {req.timeout} s",
+                        message=f"no answer within --timeout {req.timeout} s; cancelled",
                     )
                 break
             sleep(min(delay, remaining))

@@ -119,3 +119,26 @@ def test_aws_errors_carry_operation_code_message_and_hint(code: str, hint_part: 
     assert f"{code}: the message AWS sent" in text
     assert hint_part in text
     assert info.value.exit_code == 3
+
+
+def test_smoke_reports_an_instance_that_left_ssm_before_the_send_and_sends_to_the_rest() -> None:
+    """SSM refuses a whole SendCommand with InvalidInstanceId when one instance left it between the listing and the
+    send (stopped, terminated): that instance is reported, the others still get the command."""
+    from roleops.smoke import SmokeRequest, SmokeStatus, _send
+
+    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+    ssm = Clients(session).ssm()
+    gone, alive = "i-0123456789abcdef0", "i-0fedcba9876543210"
+    checks: dict = {}
+    with Stubber(ssm) as stub:
+        stub.add_client_error("send_command", "InvalidInstanceId", "Instances not in a valid state", 400)
+        stub.add_response(
+            "describe_instance_information",
+            {"InstanceInformationList": [{"InstanceId": alive, "PingStatus": "Online"}]},
+        )
+        stub.add_response("send_command", {"Command": {"CommandId": "0687abba-9f8f-4cbc-b508-e3a8381aa440"}})
+        command_id = _send(ssm, SmokeRequest(), [gone, alive], ["echo hi"], checks)
+        stub.assert_no_pending_responses()
+    assert command_id == "0687abba-9f8f-4cbc-b508-e3a8381aa440"
+    assert checks[gone].status == SmokeStatus.UNDELIVERABLE and "InvalidInstanceId" in checks[gone].message
+    assert alive not in checks
