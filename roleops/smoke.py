@@ -229,7 +229,17 @@ def parse_aws_cli(stdout: str, req: SmokeRequest) -> list[dict[str, Any]]:
             _step("imds", Status.FAIL, "the IMDSv2 token request failed (curl PUT /latest/api/token)", hint_imds)
         )
     elif role is None or role[0] != 0 or not role_name:
-        steps.append(_step("imds", Status.FAIL, "IMDS lists no role (iam/security-credentials/)", hint_imds))
+        associate = (
+            f"roleops associate --instance-id {instance_id or 'ID'} --instance-profile {req.expect_role or 'NAME'}"
+        )
+        steps.append(
+            _step(
+                "imds",
+                Status.FAIL,
+                "IMDS lists no role (iam/security-credentials/)",
+                f"no instance profile (with a role) is associated: {associate}",
+            )
+        )
     elif req.expect_role and role_name.lower() != req.expect_role.lower():
         steps.append(
             _step("imds", Status.FAIL, f"the instance has role {role_name}; --expect-role wants {req.expect_role}")
