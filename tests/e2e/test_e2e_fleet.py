@@ -157,3 +157,25 @@ def test_teardown_of_part_of_a_fleet_refuses_to_strand_the_rest(sb, record):
                        "--instance-id", web[0])  # fmt: skip
     assert proc.returncode == 2 and f"still associated with {web[1]}" in proc.stderr
     assert mutations(sb)[mark:] == []
+
+
+def test_a_fleet_setup_converges_under_throttling_and_after_a_kill(sb, record):
+    """30 % of API calls throttled (botocore's retries absorb them); then a run killed after its 3rd mutating call
+    is finished by a re-run: every instance ends up holding the profile, with no failure reported."""
+    from test_reliability_interrupt import killed_at_hold
+
+    ids = fleet(sb, 6, tag="web")
+    sb.set_faults(throttle_fraction=0.3)
+    try:
+        report = setup(sb, record, "--instances-tagged", "app=web", "--concurrency", "4")
+    finally:
+        sb.set_faults(throttle_fraction=0.0)
+    assert report["ok"] is True and all(held_profiles(sb)[i] == ROLE for i in ids)
+
+    more = fleet(sb, 4, tag="api")
+    args = ["setup", "--instance-role", ROLE, "--assumable-role", TARGET, "--instances-tagged", "app=api",
+            "--concurrency", "1"]  # fmt: skip
+    killed_at_hold(sb, record, 2, args)
+    assert sum(held_profiles(sb).get(i) == ROLE for i in more) == 2  # killed halfway
+    again = setup(sb, record, "--instances-tagged", "app=api")
+    assert again["ok"] is True and all(held_profiles(sb)[i] == ROLE for i in more)
