@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from roleops import arns, sts
+from roleops.arns import iso_z
 from roleops.default_chain import INSTANCE_METADATA_SOURCE
 from roleops.errors import EnvironmentProblem, UsageError, ValidationError
 from roleops.instance import BrokenLink, InstanceContext, read_instance
-from roleops.results import iso_z, mask_key
+from roleops.results import mask_key
 
 if TYPE_CHECKING:  # botocore is imported lazily so that `roleops --help` stays fast
     from roleops.clients import Clients, Session

@@ -36,9 +36,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from roleops import arns
+from roleops.arns import iso_z
 from roleops.errors import EnvironmentProblem, UsageError
 from roleops.redact import register as register_secrets
-from roleops.results import iso_z, mask_key
+from roleops.results import mask_key
 
 if TYPE_CHECKING:  # botocore is imported lazily so that `roleops --help` stays fast
     from botocore.awsrequest import AWSResponse
@@ -162,12 +164,11 @@ class IamInfo:
     @property
     def profile_name(self) -> str | None:
         arn = self.instance_profile_arn or ""
-        return arn.rsplit("/", 1)[-1] if ":instance-profile/" in arn else None
+        return arns.name_of(arn) if ":instance-profile/" in arn else None
 
     @property
     def partition(self) -> str | None:
-        parts = (self.instance_profile_arn or "").split(":")
-        return parts[1] if len(parts) > 4 and parts[0] == "arn" else None
+        return arns.partition_of(self.instance_profile_arn)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> IamInfo:
