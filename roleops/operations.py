@@ -387,13 +387,20 @@ def _apply_ops(ctx: Context, ops: Sequence[Op]) -> None:
 
 
 def _apply_instances(ctx: Context, diffs: Sequence[Diff], concurrency: int) -> dict[str, tuple[int, str]]:
-    """Each instance's diffs in order, instances side by side; instance id -> (index of the failed row, error)."""
+    """Each instance's diffs in order, instances side by side; instance id -> (index of the failed row, error).
+    A single instance is applied as before fleets existed: its error propagates."""
     from concurrent.futures import ThreadPoolExecutor
 
     by_instance: dict[str, list[tuple[int, Diff]]] = {}
     for i, d in enumerate(diffs):
         by_instance.setdefault(d.instance or "", []).append((i, d))
-    # Spinners are not for worker threads: the fleet shows one progress bar instead.
+    if len(by_instance) == 1:
+        # One instance is not a fleet: its error stops the run as an account-level row's does (one line, exit 3,
+        # its wait notes on stderr), as roleops has always done for --instance-id.
+        for d in diffs:
+            _apply_ops(ctx, d.ops)
+        return {}
+    # Spinners are not for worker threads: a fleet shows one progress bar instead.
     quiet = dataclasses.replace(ctx, reporter=NullReporter())
     quiet.clients.ec2()  # made once here: botocore clients are thread-safe, creating them concurrently is waste
 

@@ -1,11 +1,14 @@
 """Sandbox (product, offline): the AWS API port — what the sandbox decides or mends before and after moto.
 
 Like moto's own responses layer, a refusal anywhere below is raised as an `ApiError` and turned into the
-service's error document in one place (`ApiInterceptor.handle`), in EC2's or the query protocol's shape.
+service's error document in one place (`ApiInterceptor.handle`), in EC2's, the query protocol's or the JSON
+protocol's shape. SSM Run Command is the sandbox's own (ssm.py), behind a SigV4 check: it runs commands on
+this host.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from typing import Any
@@ -15,9 +18,20 @@ from werkzeug.test import run_wsgi_app
 from roleops import arns
 
 from .calls import CallLedger
+from .ssm import ACTIONS as SSM_ACTIONS
+from .ssm import RunCommand
 from .state import World, now_utc
 from .sts import check_assume_role
-from .wire import ApiError, ApiRequest, Response, error_response, read_api_request
+from .wire import (
+    ApiError,
+    ApiRequest,
+    Response,
+    SigningKey,
+    aws_json,
+    error_response,
+    read_api_request,
+    verify_sigv4,
+)
 
 THROTTLED_SERVICES = ("iam", "ec2", "sts")
 _PROFILE_ACTIONS = ("AssociateIamInstanceProfile", "ReplaceIamInstanceProfileAssociation", "RunInstances")
@@ -28,15 +42,18 @@ _METADATA_OPTION_PARAMS = {
     "HttpProtocolIpv6": "http_protocol_ipv6",
     "InstanceMetadataTags": "instance_metadata_tags",
 }
+SSM_TARGET_PREFIX = "AmazonSSM."
+TEMPLATE_DATA = "LaunchTemplateData"
 
 
 class ApiInterceptor:
-    """Every IAM/EC2/STS request: faults (throttling, the hold), AWS's decisions moto lacks, then moto."""
+    """Every API request: faults (throttling, the hold), AWS's decisions moto lacks, then moto (or ssm.py)."""
 
-    def __init__(self, world: World, calls: CallLedger, moto_app: Any, *, seed: int = 0) -> None:
+    def __init__(self, world: World, calls: CallLedger, moto_app: Any, ssm: RunCommand, *, seed: int = 0) -> None:
         self.world = world
         self.calls = calls
         self._moto_app = moto_app
+        self._ssm = ssm
         self._throttle_rng = random.Random(seed)
 
     def reset(self, seed: int) -> None:
@@ -48,7 +65,7 @@ class ApiInterceptor:
         try:
             return self._handle(request)
         except ApiError as err:
-            return error_response(err, request.service)
+            return error_response(err, request)
 
     # --- faults -----------------------------------------------------------------------------------------
 
@@ -81,6 +98,9 @@ class ApiInterceptor:
     def _dispatch(self, request: ApiRequest) -> Response:
         service, action = request.service, request.action
         world = self.world
+        target = request.target or ""
+        if target.startswith(SSM_TARGET_PREFIX) and action in SSM_ACTIONS:
+            return self._run_command(request, action)
         with world.lock:
             if service == "sts" and action == "AssumeRole":
                 check_assume_role(world, request)
@@ -92,12 +112,24 @@ class ApiInterceptor:
             if service == "ec2" and action == "ModifyInstanceMetadataOptions":
                 self._complete_metadata_options(request)
                 return self._forward(request)
+            if service == "ec2" and action == "CreateLaunchTemplateVersion":
+                self._inherit_source_version(request)
             if service == "iam" and action == "RemoveRoleFromInstanceProfile":
                 self._check_role_in_profile(request)
             response = self._forward(request)
             if response.status == 200 and service == "iam":
                 self._after_iam(request)
             return response
+
+    def _run_command(self, request: ApiRequest, action: str) -> Response:
+        """SSM Run Command, answered by the sandbox (not moto, which only records). It runs commands on this host,
+        so nothing is read or started before the SigV4 signature proves keys the sandbox issued signed it."""
+        verify_sigv4(request, "ssm", self._signing_key)
+        return aws_json(self._ssm.handle(action, request.json_body()))
+
+    def _signing_key(self, access_key_id: str) -> SigningKey | None:
+        with self.world.lock:
+            return self.world.signing_key(access_key_id)
 
     def _forward(self, request: ApiRequest) -> Response:
         app_iter, status, headers = run_wsgi_app(self._moto_app, request.environ, buffered=True)
@@ -170,6 +202,41 @@ class ApiInterceptor:
         association.association_id = new
         return Response(response.status, response.body.replace(old.encode(), new.encode()), response.headers)
 
+    def _inherit_source_version(self, request: ApiRequest) -> None:
+        """EC2 makes a version with SourceVersion from the source's launch parameters, those sent overriding the
+        corresponding ones; moto ignores SourceVersion (the new version holds only what was sent). Sending the
+        source's other top-level parameters along gives EC2's behaviour. A sent block (MetadataOptions,
+        IamInstanceProfile, ...) replaces the source's whole block: "corresponding launch parameters" are the
+        top-level ones, as the API documents them."""
+        params = request.params
+        source = params.get("SourceVersion")
+        if not source or not request.form:
+            return
+        from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
+
+        ec2 = self.world.ec2()
+        template_id = params.get("LaunchTemplateId") or ec2.launch_template_name_to_ids.get(
+            params.get("LaunchTemplateName", "")
+        )
+        template = ec2.launch_templates.get(template_id or "")
+        if template is None:
+            return  # moto answers the unknown template itself
+        numbered = source.isdigit() and int(source) >= 1
+        if not numbered and source.lower() not in ("$latest", "$default"):
+            raise ApiError("InvalidLaunchTemplateId.VersionNotFound", f"The version {source} is not valid.")
+        try:
+            version = template.get_version(source)
+        except InvalidLaunchTemplateVersionNotFound as err:
+            raise ApiError(err.code, err.message) from err
+        sent = {key.split(".")[1] for key in params if key.startswith(TEMPLATE_DATA + ".")}
+        inherited: dict[str, str] = {}
+        for member, value in version.data.items():
+            flat = _template_params(member, value)
+            if flat and not {key.split(".")[1] for key in flat} & sent:
+                inherited.update(flat)
+        if inherited:
+            request.replace_params({**params, **inherited})
+
     def _complete_metadata_options(self, request: ApiRequest) -> None:
         # moto replaces ALL metadata options with what the call names (the rest become None);
         # EC2 changes only the named ones. Filling in the current values gives EC2's behaviour.
@@ -185,3 +252,34 @@ class ApiInterceptor:
             if param not in params and getattr(current, attribute, None) is not None:
                 params[param] = str(getattr(current, attribute))
         request.replace_params(params)
+
+
+@functools.lru_cache(maxsize=1)
+def _create_version_model() -> Any:
+    """botocore's CreateLaunchTemplateVersion model (the full EC2 model, loaded once and only when needed)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("ec2").operation_model("CreateLaunchTemplateVersion")
+
+
+def _template_params(member: str, value: Any) -> dict[str, str]:
+    """One top-level launch parameter of a version (moto keeps them as the model's members) as the EC2 query
+    parameters a client sends for it, written by botocore's own EC2 serializer; {} for what it cannot write."""
+    from botocore.serialize import EC2Serializer
+
+    try:
+        body = EC2Serializer().serialize_to_request({TEMPLATE_DATA: {member: _plain(value)}}, _create_version_model())
+    except (KeyError, TypeError, ValueError):
+        return {}  # not a member of the model (or not of its type): nothing EC2 would carry over either
+    return {k: str(v) for k, v in body["body"].items() if k.startswith(TEMPLATE_DATA + ".")}
+
+
+def _plain(value: Any) -> Any:
+    """moto's stored values as the serializer takes them (moto wraps UserData in a Base64EncodedString)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -16,7 +16,7 @@ from typing import TextIO
 from roleops.errors import RoleOpsError, UsageError
 
 MAX_PORT = 65535
-MAX_INSTANCES = 64  # instances the sandbox launches at start or on POST /_roleops/instances
+MAX_INSTANCES = 200  # instances the sandbox launches at start or on POST /_roleops/instances (the contract: 0-200)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,15 @@ def _set_faults(sandbox: Sandbox, environ: dict) -> Any:
     return sandbox.set_faults(**changes).to_json()
 
 
+def _add_instance(sandbox: Sandbox, environ: dict) -> Any:
+    from .server import InstanceOptions
+
+    body = _json_object(
+        environ, {"ssm_agent", "roleops", "tags"}, 'empty or {"ssm_agent": B, "roleops": B, "tags": {"KEY": "VALUE"}}'
+    )
+    return sandbox.add_instance(InstanceOptions.from_json(body)).to_json()
+
+
 def _reset(sandbox: Sandbox, environ: dict) -> Any:
     body = _json_object(environ, {"seed"}, 'empty or {"seed": N}')
     sandbox.reset(seed=body.get("seed"))
@@ -48,7 +57,7 @@ def _hold(sandbox: Sandbox, environ: dict) -> Any:
 ROUTES: dict[str, dict[str, Handler]] = {
     "/info": {"GET": lambda sb, _env: sb.info()},
     "/instances": {
-        "POST": lambda sb, _env: sb.add_instance().to_json(),
+        "POST": _add_instance,
         "GET": lambda sb, _env: {"instances": [i.to_json() for i in sb.instances]},
     },
     "/faults": {"GET": lambda sb, _env: sb.faults.to_json(), "POST": _set_faults},

@@ -1,4 +1,4 @@
-"""Sandbox (product, offline): a 127.0.0.1 API port (moto, STS decisions, faults) and a metadata port per instance."""
+"""Sandbox (product, offline): a 127.0.0.1 API port (moto, STS, SSM, faults) and a metadata port per instance."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .cli import MAX_INSTANCES
 from .faults import Faults
 from .imds import Imds
 from .ports import HOST, MetadataPorts
+from .ssm import RunCommand
 from .state import ADMIN_POLICY, ADMIN_USER, INSTANCE_TYPE, World
 from .wire import json_response, text
 
@@ -33,12 +34,50 @@ _active_lock = threading.Lock()
 _active: Sandbox | None = None
 
 
+# EC2's tag rules (50 per resource, the sandbox's Name among them; keys 1-128, values 0-256, no aws: prefix).
+MAX_USER_TAGS = 49
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    """How the sandbox launches an instance: with an SSM agent (Online in SSM, or not), with roleops on the PATH
+    its Run Command scripts get, and with EC2 tags (a Name of the caller's replaces the sandbox's)."""
+
+    ssm_agent: bool = True
+    roleops: bool = True
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("ssm_agent", "roleops"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        if len(self.tags) > MAX_USER_TAGS:
+            raise ValueError(f"an instance takes at most {MAX_USER_TAGS} tags besides its Name")
+        for key, value in self.tags:
+            if not isinstance(key, str) or not 1 <= len(key) <= MAX_TAG_KEY or key.lower().startswith("aws:"):
+                raise ValueError(f"a tag key is 1-{MAX_TAG_KEY} characters and does not start with aws:, not {key!r}")
+            if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
+                raise ValueError(f"a tag value is a string of at most {MAX_TAG_VALUE} characters, not {value!r}")
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> InstanceOptions:
+        tags = body.get("tags") or {}
+        if not isinstance(tags, dict):
+            raise ValueError('tags must be a JSON object {"KEY": "VALUE"}')
+        return cls(ssm_agent=body.get("ssm_agent", True), roleops=body.get("roleops", True), tags=tuple(tags.items()))
+
+
 @dataclass(frozen=True)
 class SandboxInstance:
     instance_id: str
     metadata_endpoint: str
+    ssm_agent: bool = True  # its SSM agent answers (Online) or not (ConnectionLost)
+    roleops: bool = True  # roleops is on the PATH its Run Command scripts get
 
     def to_json(self) -> dict[str, str]:
+        # The launch options stay out: an instance's JSON (info, GET/POST /_roleops/instances) keeps its shape,
+        # and its tags are EC2's to tell (DescribeInstances).
         return {"instance_id": self.instance_id, "metadata_endpoint": self.metadata_endpoint}
 
 
@@ -78,11 +117,13 @@ class Sandbox:
         self.world = World(region=region, faults=faults or Faults())
         self.imds = Imds(self.world, seed=seed + 1)
         self.calls = CallLedger()
+        self.ssm = RunCommand(self.world, lambda: self.instances)
         self._api: ApiInterceptor | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._metadata = MetadataPorts(self._serve_metadata)
         self.instances: list[SandboxInstance] = []
+        self._image_id: str | None = None
         self.endpoint_url = ""
         self.access_key_id = ""
         self.secret_access_key = ""
@@ -105,17 +146,20 @@ class Sandbox:
         try:
             from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-            self._api = ApiInterceptor(self.world, self.calls, DomainDispatcherApplication(create_backend_app))
+            moto_app = DomainDispatcherApplication(create_backend_app)
+            self._api = ApiInterceptor(self.world, self.calls, moto_app, self.ssm)
             with self.world.lock:
                 self._fresh_account(keep_admin_keys=False)
             self._server = make_server(HOST, self.port, self, threaded=True, request_handler=_quiet_handler())
             self.port = self._server.server_port
             self.endpoint_url = f"http://{HOST}:{self.port}"
+            self.ssm.start(self.endpoint_url)
             self._metadata.start()
-            self.instances = [self._launch_instance() for _ in range(self._initial_instances)]
+            self.instances = self._launch_instances(self._initial_instances)
             self._thread = threading.Thread(target=self._server.serve_forever, name="roleops-sandbox", daemon=True)
             self._thread.start()
         except BaseException:
+            self.ssm.stop()
             self._metadata.stop()
             if self._server is not None:
                 self._server.server_close()
@@ -126,6 +170,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self.calls.disarm()  # a held request thread must not outlive the server
+        self.ssm.stop()  # no script outlives the sandbox (nor its HOME directories)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -168,10 +213,10 @@ class Sandbox:
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
         }
 
-    def add_instance(self) -> SandboxInstance:
+    def add_instance(self, options: InstanceOptions | None = None) -> SandboxInstance:
         if len(self.instances) >= MAX_INSTANCES:
             raise RuntimeError(f"the sandbox runs at most {MAX_INSTANCES} instances")
-        instance = self._launch_instance()
+        instance = self._launch_instances(1, options or InstanceOptions())[0]
         self.instances.append(instance)
         return instance
 
@@ -220,11 +265,12 @@ class Sandbox:
             self.seed = seed
             self.imds.seed = seed + 1
         self.calls.reset()
+        self.ssm.reset()  # the old account's scripts are killed and its instances' directories removed
         with self.world.lock:
             self.world.harvest_secrets()
             self._fresh_account(keep_admin_keys=True)
             self._metadata.close_all()
-            self.instances = [self._launch_instance() for _ in range(self._initial_instances)]
+            self.instances = self._launch_instances(self._initial_instances)
 
     # --- account set-up (in process, through moto's backends) ---------------------------------------
 
@@ -246,29 +292,48 @@ class Sandbox:
         self.access_key_id, self.secret_access_key = key.access_key_id, key.secret_access_key
         self.world.issued.add(self.secret_access_key)
 
-    def _launch_instance(self) -> SandboxInstance:
+    def _launch_instances(self, count: int, options: InstanceOptions | None = None) -> list[SandboxInstance]:
+        """`count` instances, each through moto's RunInstances, with a metadata port of its own, registered with SSM.
+        What every launch shares (the AMI, the default subnet) is looked up once per batch, not per instance: moto
+        filters its whole AMI catalogue for each lookup."""
+        options = options or InstanceOptions()
+        if count <= 0:
+            return []
         with self.world.lock:
             ec2 = self.world.ec2()
             subnets = sorted(
                 ec2.describe_subnets(filters={"default-for-az": "true"}), key=lambda s: s.availability_zone
             )
+            subnet_id = subnets[0].id if subnets else None
+            if self._image_id is None:
+                self._image_id = _default_image_id(ec2)  # moto's catalogue is the same after every reset
+        return [self._launch_instance(options, subnet_id) for _ in range(count)]
+
+    def _launch_instance(self, options: InstanceOptions, subnet_id: str | None) -> SandboxInstance:
+        with self.world.lock:
+            ec2 = self.world.ec2()
             number = sum(len(r.instances) for r in ec2.reservations.values()) + 1
+            tags = {"Name": f"roleops-sandbox-{number}", **dict(options.tags)}
             reservation = ec2.run_instances(
-                _default_image_id(ec2),
+                self._image_id,
                 1,
                 None,
                 [],
                 instance_type=INSTANCE_TYPE,
-                is_instance_type_default=False,
+                # "Default" only lets a launch template's type win (there is none): the instance is a t3.micro all
+                # the same, and moto skips scanning every offering of the region for it, per launch.
+                is_instance_type_default=True,
                 region_name=self.region,
-                subnet_id=subnets[0].id if subnets else None,
-                tags={"instance": {"Name": f"roleops-sandbox-{number}"}},
+                subnet_id=subnet_id,
+                tags={"instance": tags},  # real EC2 tags: DescribeInstances filters and SSM tag targets see them
             )
             instance_id = reservation.instances[0].id
         # Its metadata service at the root of an address of its own, as EC2's 169.254.169.254 is: SDKs that
         # keep only scheme, host and port of AWS_EC2_METADATA_SERVICE_ENDPOINT reach it too.
         port = self._metadata.open(instance_id)
-        return SandboxInstance(instance_id, f"http://{HOST}:{port}/")
+        instance = SandboxInstance(instance_id, f"http://{HOST}:{port}/", options.ssm_agent, options.roleops)
+        self.ssm.add_instance(instance)
+        return instance
 
     # --- WSGI -----------------------------------------------------------------------------------
 
@@ -310,4 +375,4 @@ def _default_image_id(ec2: Any) -> str:
     return images[0].id if images else "ami-12c6146b"  # moto accepts any id unless AMI validation is on
 
 
-__all__ = ["Sandbox", "SandboxInstance"]
+__all__ = ["InstanceOptions", "Sandbox", "SandboxInstance"]

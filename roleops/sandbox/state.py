@@ -13,6 +13,7 @@ from roleops.evaluator import NamedPolicy, Principal, PrincipalKind
 from roleops.policies import parse_document
 
 from .faults import Faults
+from .wire import SigningKey
 
 ACCOUNT_ID = "123456789012"  # moto's default account; access keys moto mints map to it
 PARTITION = "aws"
@@ -185,6 +186,29 @@ class World:
             boundary=None,  # moto keeps no user permissions boundaries
             is_role_session=False,
         )
+
+    def signing_key(self, access_key_id: str) -> SigningKey | None:
+        """The secret (and session token) a request signed with `access_key_id` must have been signed with, in any
+        account: an STS session moto minted (AssumeRole, the instances' roles) or an active IAM user key (the
+        admin's). None for a key id the sandbox never issued, or an inactive key."""
+        from moto.iam.models import iam_backends
+        from moto.sts.models import sts_backends
+
+        for account in list(sts_backends.keys()):
+            for backend in list(sts_backends[account].values()):
+                session = backend.get_assumed_role_from_access_key(access_key_id)
+                if session is not None:
+                    expiration = session.expiration.replace(tzinfo=timezone.utc)
+                    return SigningKey(session.secret_access_key, session.session_token, expiration <= now_utc())
+        for account in list(iam_backends.keys()):
+            for backend in list(iam_backends[account].values()):
+                user = backend.get_user_from_access_key_id(access_key_id)
+                if user is None:
+                    continue
+                for key in list(user.access_keys):
+                    if key.access_key_id == access_key_id and key.status == "Active":
+                        return SigningKey(key.secret_access_key)
+        return None
 
     # --- trust propagation --------------------------------------------------------------------------
 

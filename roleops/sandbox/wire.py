@@ -1,13 +1,16 @@
-"""Sandbox (product, offline): WSGI plumbing: read AWS query requests, write AWS-shaped answers."""
+"""Sandbox (product, offline): WSGI plumbing: read AWS requests (query, JSON), check SigV4, write AWS answers."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 from xml.sax.saxutils import escape
@@ -22,6 +25,15 @@ _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/[^/]*/([^/]*)/([^/]*)/")
 
 STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
 IAM_XMLNS = "https://iam.amazonaws.com/doc/2010-05-08/"
+AWS_JSON = "application/x-amz-json-1.1"
+
+# SigV4 as AWS checks it: the header form botocore sends, and the clock skew AWS tolerates.
+_AUTHORIZATION_RE = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/(?P<service>[^/,\s]+)"
+    r"/aws4_request,\s*SignedHeaders=(?P<headers>[a-z0-9;._-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$"
+)
+SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -100,11 +112,27 @@ class ApiError(Exception):
         self.sender = sender
 
 
-def error_response(err: ApiError, service: str | None) -> Response:
-    """The error document of `service`'s protocol: EC2's own, or the query protocol's (IAM, STS)."""
-    if service == "ec2":
+def aws_json(payload: Any, *, status: int = 200) -> Response:
+    """An answer of the JSON protocol (SSM): the document botocore's JSON parser reads."""
+    request_id = str(uuid.uuid4())
+    return Response(
+        status, json.dumps(payload).encode(), (("Content-Type", AWS_JSON), ("x-amzn-RequestId", request_id))
+    )
+
+
+def json_error(status: int, code: str, message: str) -> Response:
+    """The error document of the JSON protocol: `__type` (botocore takes the code from it) and `message`."""
+    return aws_json({"__type": code, "message": message}, status=status)
+
+
+def error_response(err: ApiError, request: ApiRequest) -> Response:
+    """The error document of the request's protocol: JSON (an `X-Amz-Target` call), EC2's own, or the query
+    protocol's (IAM, STS)."""
+    if request.target is not None:
+        return json_error(err.status, err.code, err.message)
+    if request.service == "ec2":
         return ec2_error(err.status, err.code, err.message)
-    xmlns = STS_XMLNS if service == "sts" else IAM_XMLNS
+    xmlns = STS_XMLNS if request.service == "sts" else IAM_XMLNS
     return query_error(err.status, err.code, err.message, xmlns=xmlns, sender=err.sender)
 
 
@@ -118,10 +146,25 @@ class ApiRequest:
     service: str | None  # the SigV4 signing name, e.g. "sts", "iam", "ec2"
     params: dict[str, str] = field(default_factory=dict)
     form: bool = False  # the parameters came in an x-www-form-urlencoded body
+    target: str | None = None  # the JSON protocol's `X-Amz-Target`, e.g. "AmazonSSM.SendCommand"
 
     @property
     def action(self) -> str | None:
+        if self.target is not None:
+            return self.target.rpartition(".")[2] or None
         return self.params.get("Action")
+
+    def json_body(self) -> dict[str, Any]:
+        """The JSON protocol's request document (AWS answers a body that is not one with SerializationException)."""
+        if not self.body:
+            return {}
+        try:
+            document = json.loads(self.body)
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ApiError("SerializationException", "the request body is not a JSON document") from err
+        if not isinstance(document, dict):
+            raise ApiError("SerializationException", "the request body must be a JSON object")
+        return document
 
     def header(self, name: str) -> str | None:
         return self.environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -153,7 +196,8 @@ def read_api_request(environ: dict) -> ApiRequest:
     if body and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
         params.update(_flat(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)))
         form = True
-    return ApiRequest(environ, body, access_key_id, service, params, form)
+    target = environ.get("HTTP_X_AMZ_TARGET") or None
+    return ApiRequest(environ, body, access_key_id, service, params, form, target)
 
 
 def _flat(parsed: dict[str, list[str]]) -> dict[str, str]:
@@ -170,3 +214,112 @@ def read_json_body(environ: dict) -> Any:
     if length > MAX_BODY_BYTES:
         raise ValueError("body too large")
     return json.loads(environ["wsgi.input"].read(length) or b"{}")
+
+
+# --- SigV4 ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """What a request must be signed with for one access key id: its secret and, for a session, its token."""
+
+    secret_access_key: str
+    session_token: str | None = None
+    expired: bool = False
+
+
+def _invalid_token() -> ApiError:
+    return ApiError("UnrecognizedClientException", "The security token included in the request is invalid.")
+
+
+def _bad_signature(detail: str = "") -> ApiError:
+    message = (
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
+        "Access Key and signing method. Consult the service documentation for details."
+    )
+    return ApiError("InvalidSignatureException", message + (f" ({detail})" if detail else ""))
+
+
+def verify_sigv4(
+    request: ApiRequest, service: str, signing_key: Callable[[str], SigningKey | None], *, now: datetime | None = None
+) -> str:
+    """Check `request`'s SigV4 signature as AWS does, or raise the ApiError AWS answers; returns the access key id.
+
+    The signature is recomputed with botocore's own signer (SigV4Auth) over an AWSRequest rebuilt from what
+    arrived: method, path and query, exactly the headers the client says it signed, the body, and its
+    X-Amz-Date — with the secret the sandbox issued for that key id.
+    """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    environ = request.environ
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if not authorization:
+        raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token")
+    m = _AUTHORIZATION_RE.match(authorization.strip())
+    if m is None:
+        raise ApiError(
+            "IncompleteSignatureException", "The Authorization header is not a complete AWS4-HMAC-SHA256 one."
+        )
+    if m["service"] != service:
+        raise _bad_signature(f"credential scope names service {m['service']!r}, not {service!r}")
+    amz_date = environ.get("HTTP_X_AMZ_DATE", "")
+    try:
+        signed_at = datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ApiError("IncompleteSignatureException", "X-Amz-Date is missing or malformed.") from None
+    current = now or datetime.now(timezone.utc)
+    if signed_at < current - MAX_CLOCK_SKEW:
+        earliest = (current - MAX_CLOCK_SKEW).strftime(SIGV4_TIMESTAMP)
+        raise ApiError("InvalidSignatureException", f"Signature expired: {amz_date} is now earlier than {earliest}.")
+    if signed_at > current + MAX_CLOCK_SKEW:
+        latest = (current + MAX_CLOCK_SKEW).strftime(SIGV4_TIMESTAMP)
+        raise ApiError(
+            "InvalidSignatureException", f"Signature not yet current: {amz_date} is still later than {latest}."
+        )
+    key = signing_key(m["key"])
+    if key is None:
+        raise _invalid_token()
+    if key.session_token is not None and environ.get("HTTP_X_AMZ_SECURITY_TOKEN") != key.session_token:
+        raise _invalid_token()  # a session's keys are valid only together with its token
+    if key.expired:
+        raise ApiError("ExpiredTokenException", "The security token included in the request is expired")
+    names = m["headers"].split(";")
+    if "host" not in names or names != sorted(set(names)):
+        raise _bad_signature("SignedHeaders must be sorted, unique and include host")
+    headers: dict[str, str] = {}
+    for name in names:
+        value = _header(environ, name)
+        if value is None:
+            raise _bad_signature(f"signed header {name} is missing")
+        headers[name] = value
+    claimed = headers.get("x-amz-content-sha256")
+    if claimed is not None and claimed != hashlib.sha256(request.body).hexdigest():
+        # botocore signs that header's value instead of hashing the body: it must be the body's own hash, or a
+        # valid signature would vouch for a body it never saw.
+        raise _bad_signature("x-amz-content-sha256 is not the SHA-256 of the body")
+    raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO") or "/"
+    path, _, _ = raw_path.partition("?")
+    query = environ.get("QUERY_STRING", "")
+    url = f"http://{headers['host']}{path}" + (f"?{query}" if query else "")
+    rebuilt = AWSRequest(method=environ.get("REQUEST_METHOD", "GET"), url=url, data=request.body, headers=headers)
+    rebuilt.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(m["key"], key.secret_access_key, key.session_token), service, m["region"])
+    if m["date"] != amz_date[:8]:
+        raise _bad_signature("the credential scope's date is not X-Amz-Date's")
+    canonical = signer.canonical_request(rebuilt)
+    expected = signer.signature(signer.string_to_sign(rebuilt, canonical), rebuilt)
+    if not hmac.compare_digest(expected, m["signature"]):
+        raise _bad_signature()
+    return m["key"]
+
+
+def _header(environ: dict, name: str) -> str | None:
+    if name == "content-type":
+        return environ.get("CONTENT_TYPE")
+    if name == "content-length":
+        return environ.get("CONTENT_LENGTH")
+    if name == "host":
+        return environ.get("HTTP_HOST")
+    return environ.get("HTTP_" + name.upper().replace("-", "_"))

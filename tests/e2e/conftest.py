@@ -340,3 +340,55 @@ def assumed_admin_env(sb: SandboxProcess, role: str = "SandboxAdminSession") -> 
     env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
     env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
     return env
+
+
+# --- SSM Run Command (tests/e2e/test_sandbox_ssm.py) -------------------------------------------------------
+
+SSM_DONE = {"Success", "Failed", "TimedOut", "Cancelled"}  # an invocation's terminal Status values
+SSM_WAIT_SECONDS = 30.0
+
+
+def launch_instance(
+    sb: SandboxProcess, *, ssm_agent: bool = True, roleops: bool = True, tags: dict[str, str] | None = None
+) -> dict:
+    """POST /_roleops/instances with the instance options (SSM agent, roleops on its PATH, EC2 tags)."""
+    instance = sb.control("POST", "instances", {"ssm_agent": ssm_agent, "roleops": roleops, "tags": tags or {}})
+    sb.info["instances"].append(instance)
+    return instance
+
+
+def ssm_invocations(ssm: Any, command_id: str, *, page_size: int = 50, details: bool = True) -> list[dict]:
+    """Every invocation of a command, read page by page (a bounded number of pages)."""
+    found: list[dict] = []
+    kwargs: dict[str, Any] = {"CommandId": command_id, "Details": details, "MaxResults": page_size}
+    for _ in range(1000):
+        page = ssm.list_command_invocations(**kwargs)
+        found.extend(page["CommandInvocations"])
+        if not page.get("NextToken"):
+            return found
+        kwargs["NextToken"] = page["NextToken"]
+    raise AssertionError("ListCommandInvocations kept answering NextToken")
+
+
+def ssm_wait(
+    ssm: Any, command_id: str, *, page_size: int = 50, timeout: float = SSM_WAIT_SECONDS, until: set[str] = SSM_DONE
+) -> list[dict]:
+    """Poll ListCommandInvocations (paged) until every invocation's Status is in `until`; at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        invocations = ssm_invocations(ssm, command_id, page_size=page_size)
+        if invocations and all(i["Status"] in until for i in invocations):
+            return invocations
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"command {command_id} not done after {timeout:g}s: {invocations}")
+        time.sleep(0.1)
+
+
+def run_shell(ssm: Any, commands: list[str], *, instance_ids: list[str] | None = None, **kwargs: Any) -> str:
+    """SendCommand AWS-RunShellScript with `commands` (by instance ids unless Targets is given); the command id."""
+    parameters: dict[str, list[str]] = {"commands": commands}
+    parameters.update(kwargs.pop("parameters", {}))
+    if instance_ids is not None:
+        kwargs["InstanceIds"] = instance_ids
+    sent = ssm.send_command(DocumentName="AWS-RunShellScript", Parameters=parameters, **kwargs)
+    return sent["Command"]["CommandId"]

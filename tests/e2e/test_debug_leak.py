@@ -54,6 +54,7 @@ COVERED = {
     "verify": "test_verify_on_the_instance_with_debug",
     "creds": "test_creds_on_the_instance_with_debug",
     "doctor": "test_doctor_with_debug",
+    "smoke": "test_smoke_with_debug",
     "demo": "test_demo_with_debug",
     "sandbox": "test_sandbox_with_debug",
 }
@@ -154,6 +155,15 @@ def test_doctor_with_debug(sb, record):
     setup_chain(sb)
     env, token = admin_env_and_token(sb)
     proc = roleops_debug(record, env, "doctor", "--instance-id", sb.instance_id, "--assume", ASSUMED_ARN)
+    assert_debug_clean(sb, proc, code=0, token=token)
+
+
+def test_smoke_with_debug(sb, record):
+    """smoke signs DescribeInstances, DescribeInstanceInformation, SendCommand and the polling with a session token;
+    the instance's own run (verify, on the sandbox instance) prints its report, which comes back: nothing leaks."""
+    setup_chain(sb)
+    env, token = admin_env_and_token(sb)
+    proc = roleops_debug(record, env, "smoke", "--instance-id", sb.instance_id, "--assume", ASSUMED_ARN)
     assert_debug_clean(sb, proc, code=0, token=token)
 
 
