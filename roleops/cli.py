@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         _global_options(p, suppress=True)
         return p
 
-    def fleet_options(p: argparse.ArgumentParser, what: str) -> None:
+    def fleet_options(p: argparse.ArgumentParser, what: str, *, concurrency: bool = True) -> None:
         p.add_argument(
             "--instance-id",
             action="append",
@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="every running or stopped instance with this tag (repeatable: ANDed)",
         )
+        if not concurrency:  # smoke: SSM's own --max-concurrency governs the instances
+            return
         p.add_argument(
             "--concurrency",
             type=arg("validate_concurrency", "--concurrency"),
@@ -245,15 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = command("smoke", "from an operator's machine: verify every instance's chain through SSM Run Command")
-    p.add_argument("--instance-id", action="append", default=[], type=instance_id, metavar="ID", dest="instance_ids")
-    p.add_argument(
-        "--instances-tagged",
-        action="append",
-        default=[],
-        type=arg("validate_tag_filter", "--instances-tagged"),
-        metavar="KEY=VALUE",
-        help="every running or stopped instance with this tag (repeatable: ANDed)",
-    )
+    fleet_options(p, "an instance to check", concurrency=False)
     p.add_argument("--assume", action="append", default=[], type=role_arn, metavar="ROLE_ARN")
     p.add_argument("--expect-role", type=arg("validate_role_name", "--expect-role"), metavar="NAME")
     p.add_argument("--session-name", type=arg("validate_session_name", "--session-name"), metavar="NAME")

@@ -82,6 +82,11 @@ def targets(
     return Targets(instance_ids=ids, tags=filters, concurrency=validate_concurrency(concurrency))
 
 
+def _ids(instance_id: str | None, instance_ids: Sequence[str]) -> list[str]:
+    """`instance_id` (the one-instance keyword library callers know) and `instance_ids`, as one list."""
+    return [*([instance_id] if instance_id is not None else []), *instance_ids]
+
+
 @dataclass(frozen=True, kw_only=True)
 class SetupRequest:
     instance_role: str
@@ -129,8 +134,7 @@ def setup_request(
             "a role does not need to assume itself",
             "name a different secondary role",
         )
-    ids = [*([instance_id] if instance_id is not None else []), *instance_ids]
-    where = targets(instance_ids=ids, tags=instances_tagged, concurrency=concurrency)
+    where = targets(instance_ids=_ids(instance_id, instance_ids), tags=instances_tagged, concurrency=concurrency)
     if launch_template is not None:
         validate_launch_template(launch_template)
     if not where and wait:
@@ -495,7 +499,7 @@ def run_associate(
     propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT,
 ) -> PlanReport:
     """Associate `profile` with one instance (`instance_id`) or a fleet (`where`), replacing other profiles."""
-    where = where or targets(instance_ids=[instance_id] if instance_id else [])
+    where = where or targets(instance_ids=_ids(instance_id, ()))
     if not where:
         raise UsageError("no instance given", "associate acts on instances", "add --instance-id or --instances-tagged")
     validate_profile_name(profile, "--instance-profile")
@@ -544,11 +548,10 @@ def teardown_request(
 ) -> TeardownRequest:
     validate_role_name(instance_role, "--instance-role")
     roles = unique([validate_role_name(r, "--assumable-role") for r in assumable_roles], "--assumable-role")
-    ids = [*([instance_id] if instance_id is not None else []), *instance_ids]
     return TeardownRequest(
         instance_role=instance_role,
         assumable_roles=roles,
-        targets=targets(instance_ids=ids, tags=instances_tagged, concurrency=concurrency),
+        targets=targets(instance_ids=_ids(instance_id, instance_ids), tags=instances_tagged, concurrency=concurrency),
     )
 
 
