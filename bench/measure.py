@@ -12,15 +12,27 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import pstats
 import statistics
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procedures import ASSUMED_ARN, Bench, BenchError, Envs, base_env, closed_port, timed
+from procedures import (
+    ASSUMED_ARN,
+    Bench,
+    BenchError,
+    Envs,
+    FleetBench,
+    base_env,
+    check_smoke,
+    closed_port,
+    environ,
+    timed,
+)
 
 if TYPE_CHECKING:
     from roleops.aws import CallCounter
@@ -34,6 +46,20 @@ METRICS = (
 )
 
 Samples = dict[str, dict[str, list[float]]]
+
+
+# The fleet metrics' names carry their sizes: --quick runs them on a few instances, where the goals (set for 24
+# and 100 instances) are not judged.
+def fleet_smoke_metric(count: int) -> str:
+    return f"fleet smoke, {count} instances"
+
+
+def fleet_setup_metric(count: int) -> str:
+    return f"fleet setup, {count} instances"
+
+
+def fleet_rerun_metric(count: int) -> str:
+    return f"fleet setup re-run, {count} instances: API calls"
 
 
 def median(samples: Sequence[float]) -> float:
@@ -50,18 +76,6 @@ def alternate(i: int, first: Callable[[], Any], second: Callable[[], Any]) -> tu
 
 
 # --- counting what roleops sends (in-process, botocore event hooks) ----------------------------------------
-
-
-@contextlib.contextmanager
-def _environ(env: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def run_counted(argv: Sequence[str], env: dict[str, str]) -> tuple[int, str, CallCounter]:
@@ -87,22 +101,22 @@ def run_counted(argv: Sequence[str], env: dict[str, str]) -> tuple[int, str, Cal
     out, err = io.StringIO(), io.StringIO()
     session_class.__init__ = init  # type: ignore[method-assign]
     try:
-        with _environ(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with environ(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(list(argv))
     finally:
         session_class.__init__ = original  # type: ignore[method-assign]
     return code, out.getvalue(), counter
 
 
-def roleops_rerun(bench: Bench, instance_id: str, envs: Envs) -> dict[str, Any]:
+def counted_rerun(argv: Sequence[str], env: dict[str, str], process_argv: Sequence[str]) -> dict[str, Any]:
     """Converge in-process (counted: proves the hooks see mutating calls), then re-run twice: as a process
-    (timed) and in-process with the botocore hooks (counted)."""
-    argv = [*bench.setup_argv(instance_id)[1:], "--output", "json"]
-    code, _, first = run_counted(argv, envs.admin)
+    (`process_argv`, timed) and in-process with the botocore hooks (counted). `argv` is a setup command with
+    `--output json`, without the leading `roleops`."""
+    code, _, first = run_counted(argv, env)
     if code != 0 or not first.mutating:
         raise BenchError(f"in-process roleops setup on a fresh account: exit {code}, {first.calls} counted")
-    wall = timed(bench.setup_argv(instance_id), envs.admin, step="roleops setup (re-run)").seconds
-    code, stdout, counter = run_counted(argv, envs.admin)
+    wall = timed(process_argv, env, step="roleops setup (re-run)").seconds
+    code, stdout, counter = run_counted(argv, env)
     if code != 0:
         raise BenchError(f"in-process roleops setup re-run: exit {code}")
     actions = sorted({c["action"] for c in json.loads(stdout)["changes"]})
@@ -115,6 +129,12 @@ def roleops_rerun(bench: Bench, instance_id: str, envs: Envs) -> dict[str, Any]:
         "calls": counter.calls,
         "converge": {"api_calls": len(first.calls), "mutating": first.mutating},
     }
+
+
+def roleops_rerun(bench: Bench, instance_id: str, envs: Envs) -> dict[str, Any]:
+    """The one-instance setup, converged then re-run (see counted_rerun)."""
+    argv = bench.setup_argv(instance_id)
+    return counted_rerun([*argv[1:], "--output", "json"], envs.admin, argv)
 
 
 # --- the runs of each metric ----------------------------------------------------------------------------
@@ -194,6 +214,114 @@ def measure_startup(bench: Bench, runs: int, warmup: int, samples: Samples) -> N
             samples["roleops --help start-up"]["walkthrough"].append(w)
 
 
+# --- fleets: many instances per command -----------------------------------------------------------------
+
+
+def measure_fleet_smoke(
+    fb: FleetBench, count: int, runs: int, warmup: int, warm_count: int, samples: Samples, log: Callable[[str], None]
+) -> None:
+    """`roleops smoke` over `count` instances against the walkthrough on each in turn. One converged fleet serves
+    every measured run (smoke changes nothing); the warm-up runs on a fleet of `warm_count`."""
+    metric = fleet_smoke_metric(count)
+    warm = fb.prepare_smoke(warm_count) if warmup else None
+    measured = None
+    for i in range(warmup + runs):
+        if i == warmup:
+            measured = fb.prepare_smoke(count)
+        fleet = warm if i < warmup else measured
+        assert fleet is not None
+        r, w = alternate(i, partial(fb.roleops_smoke, fleet), partial(fb.walkthrough_smoke, fleet))
+        if i < warmup:
+            fb.step_samples.clear()
+            continue
+        samples[metric]["roleops"].append(r)
+        samples[metric]["walkthrough"].append(w)
+        log(f"fleet smoke run {i - warmup + 1} ({count} instances): roleops {r:.3f} s, walkthrough {w:.3f} s")
+
+
+def measure_fleet_setup(
+    fb: FleetBench, count: int, runs: int, warmup: int, warm_count: int, samples: Samples, log: Callable[[str], None]
+) -> None:
+    """`roleops setup --instances-tagged` against one `aws ec2 associate-iam-instance-profile` per instance, each
+    side on a fresh fleet whose IAM part exists already (made untimed, by `roleops setup` without instances, the
+    same for both sides): the associations are compared. Every instance must hold the profile afterwards."""
+    metric = fleet_setup_metric(count)
+
+    def side(run: Callable[[Any], float], n: int) -> Callable[[], float]:
+        def go() -> float:
+            fleet = fb.fresh_fleet(n)
+            fb.prepare_iam(fleet)
+            seconds = run(fleet)
+            fb.check_fleet_setup(fleet)
+            return seconds
+
+        return go
+
+    for i in range(warmup + runs):
+        n = warm_count if i < warmup else count
+        r, w = alternate(i, side(fb.roleops_fleet_setup, n), side(fb.walkthrough_fleet_setup, n))
+        if i < warmup:
+            fb.step_samples.clear()
+            continue
+        samples[metric]["roleops"].append(r)
+        samples[metric]["walkthrough"].append(w)
+        log(f"fleet setup run {i - warmup + 1} ({count} instances): roleops {r:.3f} s, script {w:.3f} s")
+
+
+def measure_fleet_rerun(
+    fb: FleetBench, count: int, runs: int, script_sample: int, log: Callable[[str], None]
+) -> dict[str, list[dict[str, Any]]]:
+    """`roleops setup --instances-tagged` converged in-process and re-run (counted_rerun) on a fresh fleet each run;
+    the converging run must have sent one AssociateIamInstanceProfile per instance. The script's loop is re-run
+    once, on `script_sample` instances of the last converged fleet, for contrast."""
+    roleops = []
+    fleet = None
+    for i in range(runs):
+        fleet = fb.fresh_fleet(count)
+        argv = fb.fleet_setup_argv()
+        rerun = counted_rerun([*argv[1:], "--output", "json"], fleet.admin, argv)
+        associations = rerun["converge"]["mutating"].count("AssociateIamInstanceProfile")
+        if associations != count:
+            raise BenchError(f"converging {count} instances sent {associations} AssociateIamInstanceProfile calls")
+        roleops.append(rerun)
+        calls, mutating = rerun["api_calls"], len(rerun["mutating"])
+        log(f"fleet re-run {i + 1} ({count} instances): {calls} API calls, {mutating} mutating")
+    assert fleet is not None
+    return {"roleops": roleops, "walkthrough": [fb.walkthrough_fleet_rerun(fleet, script_sample)]}
+
+
+def measure_smoke_growth(fb: FleetBench, sizes: Sequence[int], log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """`roleops smoke` once per fleet size, in-process (run_counted): its wall time and the API calls it sent in
+    the same run (the number of polls, hence of ListCommandInvocations calls, depends on how long the fleet takes).
+    In-process, the interpreter's start-up (~0.1-0.3 s) is not in the wall time."""
+    growth = []
+    argv = [*fb.smoke_argv()[1:], "--remote", "auto", "--output", "json"]
+    for count in sizes:
+        fleet = fb.prepare_smoke(count)
+        start = time.perf_counter()
+        code, stdout, counter = run_counted(argv, fleet.admin)
+        seconds = time.perf_counter() - start
+        if code != 0:
+            raise BenchError(f"in-process roleops smoke over {count} instances: exit {code}")
+        report = check_smoke(stdout, count)
+        by_operation: dict[str, int] = {}
+        for operation in counter.calls:
+            by_operation[operation] = by_operation.get(operation, 0) + 1
+        growth.append(
+            {
+                "instances": count,
+                "seconds": seconds,
+                "api_calls": len(counter.calls),
+                "http_requests": counter.sends,
+                "mutating": counter.mutating,
+                "by_operation": by_operation,
+                "ssm_commands": len(report["command_ids"]),
+            }
+        )
+        log(f"smoke growth: {count} instances, {seconds:.3f} s, {len(counter.calls)} API calls")
+    return growth
+
+
 # --- profiling (where a goal is missed, or on request) ----------------------------------------------------------
 
 # (label, file suffix, function name, "module:Qualname" to pin the line when the name is not unique in the file)
@@ -206,6 +334,7 @@ _PROFILE_KEYS = (
     ("JSON documents decoded (json raw_decode)", "json/decoder.py", "raw_decode", None),
     ("TCP connections opened (urllib3 _new_conn)", "urllib3/connectionpool.py", "_new_conn", None),
     ("HTTP requests sent (urllib3 _make_request)", "urllib3/connectionpool.py", "_make_request", None),
+    ("waiting (time.sleep: smoke's polls)", "~", "<built-in method time.sleep>", None),
 )
 _TOP_IMPORTS = ("boto3", "botocore.session", "botocore.utils", "botocore.client", "rich.console", "rich.table")
 
@@ -307,4 +436,25 @@ def profile_metrics(bench: Bench, wanted: Sequence[str], out_dir: Path) -> dict[
             return bench.setup_argv(iid)[1:], fresh.admin
 
         profiles["setup"] = profile_command("setup", fresh_setup, out_dir)
+    return profiles
+
+
+def profile_fleet(
+    fb: FleetBench, wanted: Sequence[str], sizes: dict[str, int], out_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Profile the roleops command behind each wanted fleet metric, on a fleet of the metric's size."""
+    profiles: dict[str, dict[str, Any]] = {}
+    smoke, setup = sizes["smoke"], sizes["setup"]
+    if fleet_smoke_metric(smoke) in wanted:
+        fleet = fb.prepare_smoke(smoke)
+        argv = [*fb.smoke_argv()[1:], "--remote", "auto"]
+        profiles["fleet-smoke"] = profile_command("fleet-smoke", lambda: (argv, fleet.admin), out_dir)
+    if fleet_setup_metric(setup) in wanted or fleet_rerun_metric(setup) in wanted:
+
+        def fresh() -> tuple[list[str], dict[str, str]]:
+            fleet = fb.fresh_fleet(setup)
+            fb.prepare_iam(fleet)
+            return fb.fleet_setup_argv()[1:], fleet.admin
+
+        profiles["fleet-setup"] = profile_command("fleet-setup", fresh, out_dir)
     return profiles

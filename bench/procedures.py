@@ -3,6 +3,8 @@
 Also the tools they run (found next to this interpreter, else on PATH), the environments they run in, and the
 one way any step runs: a whole process, bounded, its exit code checked, its wall time kept (`timed`). Each side's
 output is checked outside the timed region, so the bench never compares a failure path with a success path.
+The fleet metrics use a FleetBench, on a sandbox started without instances: `fresh_fleet(n)` launches n tagged
+instances in a fresh account (what POST /_roleops/instances does, in process).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ INSTANCE_ROLE = "ExampleRole"
 ASSUMED_ROLE = "ExampleAssumedRole"
 ASSUMED_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ASSUMED_ROLE}"
 SESSION_NAME = "MySession"  # the walkthrough's
+FLEET_TAG = ("app", "bench")  # the tag every fleet instance carries: `--instances-tagged app=bench`
 STEP_TIMEOUT = 120.0  # seconds; every process the bench starts is bounded
 IMDS_TOKEN_TTL = "21600"
 
@@ -180,6 +183,33 @@ def timed(argv: Sequence[str], env: dict[str, str], *, step: str, expect: Sequen
     return Run(seconds, proc.returncode, proc.stdout, proc.stderr)
 
 
+@contextlib.contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """os.environ is `env` for the duration (an in-process roleops run reads its settings from there)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def roleops_in_process(argv: Sequence[str], env: dict[str, str], *, step: str) -> str:
+    """`roleops.cli.main(argv)` in this process, for untimed preparations (no interpreter to start); its stdout."""
+    import io
+
+    from roleops.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with environ(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    if code != 0:
+        raise BenchError(f"{step}: exit {code}: {_redact(err.getvalue().strip())[-600:]}")
+    return out.getvalue()
+
+
 # --- the two sides of each metric ------------------------------------------------------------------------
 
 
@@ -319,3 +349,140 @@ class Bench:
     def aws_fail_fast(self, dead_endpoint: str) -> Run:
         argv = [self.tools.aws, "sts", "get-caller-identity"]
         return timed(argv, self.dead_imds_env(dead_endpoint), step="aws (no IMDS)", expect=None)
+
+
+# --- fleets: many instances per command (a Bench on a sandbox started with no instances) ------------------------
+
+
+@dataclass(frozen=True)
+class Fleet:
+    instance_ids: list[str]
+    instances: list[Envs]  # per instance: its own metadata endpoint in `instance`
+    admin: dict[str, str]  # the operator's environment (the sandbox admin's keys)
+
+
+class FleetBench(Bench):
+    """The fleet metrics' two sides. The sandbox is started with `instances=0`, so that a fresh account holds
+    exactly the n tagged instances `fresh_fleet(n)` launches (the sandbox runs at most 200)."""
+
+    tag_filter = f"{FLEET_TAG[0]}={FLEET_TAG[1]}"
+
+    def __init__(self, sandbox: Any, tools: Tools, empty_dir: Path) -> None:
+        super().__init__(sandbox, tools, empty_dir)
+        self._ec2: Any = None
+
+    # --- account state (never timed) ---
+
+    def fresh_fleet(self, count: int) -> Fleet:
+        """A fresh account with `count` instances tagged app=bench, each with an SSM agent and roleops installed."""
+        from roleops.sandbox.server import InstanceOptions
+
+        self.sandbox.reset()
+        options = InstanceOptions(ssm_agent=True, roleops=True, tags=(FLEET_TAG,))
+        launched = [self.sandbox.add_instance(options) for _ in range(count)]
+        envs = [Envs.build(self.sandbox, self.empty_dir, i.metadata_endpoint) for i in launched]
+        admin = envs[0].admin if envs else Envs.build(self.sandbox, self.empty_dir, "").admin
+        return Fleet([i.instance_id for i in launched], envs, admin)
+
+    def iam_argv(self) -> list[str]:
+        """`roleops setup` with no instance: the IAM part only (roles, inline policy, instance profile)."""
+        return [self.tools.roleops, "setup", "--instance-role", INSTANCE_ROLE, "--assumable-role", ASSUMED_ROLE]
+
+    def fleet_setup_argv(self) -> list[str]:
+        return [*self.iam_argv(), "--instances-tagged", self.tag_filter]
+
+    def smoke_argv(self) -> list[str]:
+        return [self.tools.roleops, "smoke", "--instances-tagged", self.tag_filter, "--assume", ASSUMED_ARN]
+
+    def prepare_iam(self, fleet: Fleet) -> None:
+        """The IAM part, untimed (in-process: the preparations of a full bench would otherwise add ~0.5 s each)."""
+        argv = [*self.iam_argv()[1:], "--output", "json"]
+        roleops_in_process(argv, fleet.admin, step="roleops setup (IAM part, untimed)")
+
+    def prepare_smoke(self, count: int) -> Fleet:
+        """A converged fleet: the IAM part and every association, untimed."""
+        fleet = self.fresh_fleet(count)
+        argv = [*self.fleet_setup_argv()[1:], "--output", "json"]
+        roleops_in_process(argv, fleet.admin, step="roleops setup --instances-tagged (untimed)")
+        return fleet
+
+    # --- smoke over a fleet ---
+
+    def roleops_smoke(self, fleet: Fleet) -> float:
+        """`roleops smoke --remote auto` from the operator's machine: SSM runs `roleops verify` on every instance."""
+        argv = [*self.smoke_argv(), "--remote", "auto", "--output", "json"]
+        run = timed(argv, fleet.admin, step="roleops smoke")
+        check_smoke(run.stdout, len(fleet.instance_ids))
+        return run.seconds
+
+    def walkthrough_smoke(self, fleet: Fleet) -> float:
+        """The walkthrough's curl + aws sequence on each instance in turn, with that instance's metadata endpoint."""
+        return sum(self.walkthrough_verify(envs) for envs in fleet.instances)
+
+    # --- setup of a fleet: the associations (the IAM part exists on both sides, made untimed beforehand) ---
+
+    def roleops_fleet_setup(self, fleet: Fleet) -> float:
+        run = timed(self.fleet_setup_argv(), fleet.admin, step="roleops setup (fleet)")
+        return run.seconds
+
+    def check_fleet_setup(self, fleet: Fleet) -> None:
+        """After a side's run (untimed): every instance holds the profile, as EC2 tells it
+        (DescribeIamInstanceProfileAssociations, the same question whoever associated)."""
+        if self._ec2 is None:  # one client for every check: the admin keys survive the sandbox's resets
+            import botocore.session
+
+            self._ec2 = botocore.session.Session().create_client(
+                "ec2",
+                region_name=self.sandbox.region,
+                endpoint_url=self.sandbox.endpoint_url,
+                aws_access_key_id=self.sandbox.access_key_id,
+                aws_secret_access_key=self.sandbox.secret_access_key,
+            )
+        held = set()
+        for page in self._ec2.get_paginator("describe_iam_instance_profile_associations").paginate():
+            for assoc in page["IamInstanceProfileAssociations"]:
+                if assoc["State"] == "associated" and assoc["IamInstanceProfile"]["Arn"].endswith("/" + INSTANCE_ROLE):
+                    held.add(assoc["InstanceId"])
+        missing = [iid for iid in fleet.instance_ids if iid not in held]
+        if missing:
+            raise BenchError(f"{len(missing)} of {len(fleet.instance_ids)} instances hold no {INSTANCE_ROLE} profile")
+
+    def associate_argv(self, instance_id: str) -> list[str]:
+        profile = f"Name={INSTANCE_ROLE}"
+        return [
+            *(self.tools.aws, "ec2", "associate-iam-instance-profile"),
+            *("--instance-id", instance_id, "--iam-instance-profile", profile),
+        ]
+
+    def walkthrough_fleet_setup(self, fleet: Fleet) -> float:
+        """One `aws ec2 associate-iam-instance-profile` process per instance, one after another (a shell loop)."""
+        total = 0.0
+        for instance_id in fleet.instance_ids:
+            run = self._walk("aws ec2 associate-iam-instance-profile", self.associate_argv(instance_id), fleet.admin)
+            if json.loads(run.stdout)["IamInstanceProfileAssociation"]["InstanceId"] != instance_id:
+                raise BenchError(f"aws ec2 associate-iam-instance-profile did not associate {instance_id}")
+            total += run.seconds
+        return total
+
+    def walkthrough_fleet_rerun(self, fleet: Fleet, sample: int) -> dict[str, Any]:
+        """The loop again on a fleet it associated: each process sends AssociateIamInstanceProfile again. Run on
+        the first `sample` instances only (every instance's outcome is the same call's)."""
+        outcomes = []
+        for instance_id in fleet.instance_ids[:sample]:
+            run = timed(self.associate_argv(instance_id), fleet.admin, step="aws ec2 associate (re-run)", expect=None)
+            match = re.search(r"An error occurred \((\w+)\)", run.stderr)
+            outcomes.append({"instance": instance_id, "exit": run.code, "error": match.group(1) if match else None})
+        return {
+            "instances": len(fleet.instance_ids),
+            "mutating_sent": len(fleet.instance_ids),
+            "sampled": len(outcomes),
+            "refused": [o for o in outcomes if o["exit"] != 0],
+        }
+
+
+def check_smoke(stdout: str, count: int) -> dict[str, Any]:
+    """roleops smoke's JSON: every one of the `count` instances passed (its exit code is checked by `timed`)."""
+    report = json.loads(stdout)
+    if not report["ok"] or report["counts"] != {"pass": count}:
+        raise BenchError(f"roleops smoke over {count} instances: {report['counts']}, not {count} pass")
+    return report

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from measure import median
+from measure import fleet_rerun_metric, fleet_setup_metric, fleet_smoke_metric, median
 from procedures import Tools
 
 
@@ -96,6 +96,93 @@ def build_rows(
     return rows
 
 
+# The fleet goals (issue 13), for the full sizes: smoke over 24 instances, setup of 100.
+FLEET_GOALS = {"smoke": 5.0, "setup": 20.0, "rerun_calls": 15}
+
+
+def build_fleet_rows(
+    samples: dict[str, dict[str, list[float]]],
+    sizes: dict[str, int],
+    reruns: dict[str, list[dict[str, Any]]],
+    tools: Tools,
+    *,
+    judged: bool,
+) -> list[Row]:
+    """The fleet rows. Not `judged` (--quick, a few instances): the goals, set for the full sizes, are shown
+    but not applied, and the rows stay out of the table (report_text lists them apart)."""
+    curl = "curl" if tools.curl else "python-urllib"
+    smoke_n, setup_n = sizes["smoke"], sizes["setup"]
+
+    def speed_row(metric: str, walk_label: str, goal_ratio: float) -> Row:
+        r, w = median(samples[metric]["roleops"]), median(samples[metric]["walkthrough"])
+        ratio = w / r if r > 0 else float("inf")
+        return Row(
+            metric,
+            fmt_s(r),
+            f"{fmt_s(w)} ({walk_label})",
+            f"{ratio:.2f}× faster",
+            f"≥ {goal_ratio:g}× faster",
+            ratio >= goal_ratio,
+            {"judged": judged},
+        )
+
+    rows = [
+        speed_row(
+            fleet_smoke_metric(smoke_n),
+            f"{smoke_n} × (3 {curl} + 3 aws processes), one instance after another",
+            FLEET_GOALS["smoke"],
+        ),
+        speed_row(
+            fleet_setup_metric(setup_n),
+            f"{setup_n} aws ec2 associate-iam-instance-profile processes, one after another",
+            FLEET_GOALS["setup"],
+        ),
+    ]
+    ours = reruns["roleops"]
+    mutating = max((len(r["mutating"]) for r in ours), default=-1)
+    api_calls = max((r["api_calls"] for r in ours), default=0)
+    http = max((r["http_requests"] for r in ours), default=0)
+    unchanged = all(r["actions"] == ["unchanged"] for r in ours)
+    converge = max((r["converge"]["api_calls"] for r in ours), default=0)
+    script = reruns["walkthrough"][0] if reruns["walkthrough"] else {"mutating_sent": 0, "sampled": 0, "refused": []}
+    refused = ", ".join(sorted({o["error"] or f"exit {o['exit']}" for o in script["refused"]}))
+    limit = FLEET_GOALS["rerun_calls"]
+    rows.append(
+        Row(
+            fleet_rerun_metric(setup_n),
+            f"{mutating} mutating of {api_calls} API calls ({http} HTTP requests), "
+            f"{'all unchanged' if unchanged else 'CHANGES'}, {fmt_s(median([r['seconds'] for r in ours]))} "
+            f"(converging: {converge} API calls)",
+            f"{script['mutating_sent']} mutating sent (one per process); {len(script['refused'])} of "
+            f"{script['sampled']} re-run refused ({refused or 'none'})",
+            "—",
+            f"≤ {limit} API calls, 0 mutating",
+            mutating == 0 and 0 < api_calls <= limit and bool(ours) and unchanged,
+            {"mutating": mutating, "api_calls": api_calls, "http_requests": http, "judged": judged},
+        )
+    )
+    return rows
+
+
+def growth_table(growth: Sequence[dict[str, Any]]) -> str:
+    header = ["instances", "wall time", "per instance", "API calls", "HTTP requests", "SSM commands", "calls"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in growth:
+        calls = ", ".join(f"{name} {n}" for name, n in g["by_operation"].items())
+        per = g["seconds"] / g["instances"] if g["instances"] else float("nan")
+        cells = [
+            str(g["instances"]),
+            fmt_s(g["seconds"]),
+            fmt_s(per),
+            str(g["api_calls"]),
+            str(g["http_requests"]),
+            str(g["ssm_commands"]),
+            calls,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     header = ["metric", "roleops", "walkthrough procedure", "ratio", "goal", "met?"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -171,6 +258,42 @@ def report_text(result: dict[str, Any]) -> str:
         "and before-send (HTTP attempts) hooks on every session of an in-process `roleops.cli.main` run.",
         "",
     ]
+    fleet = result.get("fleet")
+    if fleet:
+        sizes = fleet["sizes"]
+        lines.append(
+            f"Fleet rows: medians of {fleet['runs']} run(s) each after {fleet['warmup']} warm-up run(s) on "
+            f"{fleet['warmup_instances']} instances, sides alternated. The sandbox's instances share this machine's "
+            "cores (its SSM runs 8 scripts at once), where each EC2 instance has its own: that favours the "
+            "walkthrough side, which runs one instance at a time. Setup: the IAM part exists on both sides "
+            "beforehand (untimed); roleops uses its default --concurrency 8."
+        )
+        lines.append("")
+        if not fleet["judged"]:
+            # A few instances only (--quick): the goals are for 24 and 100 instances, so these are not table rows.
+            lines.append(
+                f"Fleets, scaled down for --quick ({sizes['smoke']} instances for smoke, {sizes['setup']} for setup; "
+                "goals not judged):"
+            )
+            for row in fleet["rows"]:
+                lines.append(f"- {row.metric}: roleops {row.roleops}; walkthrough {row.walkthrough}; {row.ratio}")
+            lines.append("")
+        growth = fleet["growth"]
+        if growth:
+            lines.append(
+                f"roleops smoke as the fleet grows ({len(growth)} sizes, one in-process run each, "
+                "wall time and the API calls it sent in that run):"
+            )
+            lines.append("")
+            if fleet["judged"]:
+                lines.append(growth_table(growth))
+            else:  # no second table in --quick: its table is the metrics' only
+                for g in growth:
+                    lines.append(
+                        f"- {g['instances']} instances: {fmt_s(g['seconds'])}, {g['api_calls']} API calls "
+                        f"({g['http_requests']} HTTP requests), {g['ssm_commands']} SSM command(s)"
+                    )
+            lines.append("")
     for name, steps in result["steps"].items():
         if steps:
             lines.append(f"walkthrough {name}, per-step medians:")
@@ -191,18 +314,21 @@ def report_text(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _row_json(r: Row) -> dict[str, Any]:
+    return {
+        "metric": r.metric,
+        "roleops": r.roleops,
+        "walkthrough": r.walkthrough,
+        "ratio": r.ratio,
+        "goal": r.goal,
+        "met": r.met if r.data.get("judged", True) else None,  # --quick's fleet rows: goals not judged
+        **r.data,
+    }
+
+
 def to_json(result: dict[str, Any]) -> dict[str, Any]:
     doc = dict(result)
-    doc["rows"] = [
-        {
-            "metric": r.metric,
-            "roleops": r.roleops,
-            "walkthrough": r.walkthrough,
-            "ratio": r.ratio,
-            "goal": r.goal,
-            "met": r.met,
-            **r.data,
-        }
-        for r in result["rows"]
-    ]
+    doc["rows"] = [_row_json(r) for r in result["rows"]]
+    if result.get("fleet"):
+        doc["fleet"] = {**result["fleet"], "rows": [_row_json(r) for r in result["fleet"]["rows"]]}
     return doc
