@@ -95,6 +95,52 @@ CASES: list[tuple[str, list[str], str]] = [
     # doctor / sandbox
     ("doctor bad id", ["doctor", "--instance-id", "i-zz"], "--instance-id"),
     ("doctor bad arn", ["doctor", "--instance-id", IID, "--assume", "arn:aws:iam::123456789012:role/"], "--assume"),
+    (
+        "setup malformed tag filter",
+        ["setup", "--instance-role", "R", "--assumable-role", "T", "--instances-tagged", "novalue"],
+        "--instances-tagged",
+    ),
+    (
+        "setup concurrency over 32",
+        [
+            "setup",
+            "--instance-role",
+            "R",
+            "--assumable-role",
+            "T",
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--concurrency",
+            "33",
+        ],
+        "--concurrency",
+    ),
+    (
+        "setup same instance twice",
+        [
+            "setup",
+            "--instance-role",
+            "R",
+            "--assumable-role",
+            "T",
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--instance-id",
+            "i-0123456789abcdef0",
+        ],
+        "--instance-id",
+    ),
+    (
+        "setup bad launch template",
+        ["setup", "--instance-role", "R", "--assumable-role", "T", "--launch-template", "x"],
+        "--launch-template",
+    ),
+    ("smoke bad rate", ["smoke", "--instance-id", "i-0123456789abcdef0", "--max-errors", "lots"], "--max-errors"),
+    (
+        "creds profile bad name",
+        ["creds", "--format", "profile", "--assume", "arn:aws:iam::123456789012:role/R", "--profile-name", "a b"],
+        "--profile-name",
+    ),
     ("sandbox bad port", ["sandbox", "--port", "70000"], "--port"),
     ("sandbox bad throttle", ["sandbox", "--throttle", "1.5"], "--throttle"),
 ]
