@@ -338,12 +338,12 @@ MAX_FILTER_VALUES = 200  # EC2 accepts at most this many values in one filter: m
 _PAGES = 1000  # bounded paging: 1000 pages of EC2 answers is far beyond any real account
 
 
-def _paged(ec2: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    """Every item under `key` of a paged EC2 read (NextToken), bounded."""
+def _paged(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item under `key` of a paged read (NextToken: EC2's and SSM's), bounded."""
     items: list[dict[str, Any]] = []
     token: str | None = None
     for _ in range(_PAGES):
-        resp = call(ec2, operation, **kwargs, **({"NextToken": token} if token else {})) or {}
+        resp = call(client, operation, **kwargs, **({"NextToken": token} if token else {})) or {}
         items.extend(resp.get(key, []))
         token = resp.get("NextToken")
         if not token:
@@ -401,22 +401,17 @@ def get_association(ec2: Any, instance_id: str) -> dict[str, Any] | None:
 
 def associations_of_profile(ec2: Any, profile_arn: str) -> list[dict[str, Any]]:
     """Every live association of one profile, across the region (EC2 has no server-side filter for it)."""
-    found: list[dict[str, Any]] = []
-    token: str | None = None
-    for _ in range(1000):  # bounded: 1000 pages of associations is far beyond any real account
-        kwargs: dict[str, Any] = {"Filters": [{"Name": "state", "Values": list(_LIVE_STATES)}]}
-        if token:
-            kwargs["NextToken"] = token
-        resp = call(ec2, "describe_iam_instance_profile_associations", **kwargs) or {}
-        found.extend(
-            a
-            for a in resp.get("IamInstanceProfileAssociations", [])
-            if a.get("IamInstanceProfile", {}).get("Arn") == profile_arn and a.get("State") in _LIVE_STATES
-        )
-        token = resp.get("NextToken")
-        if not token:
-            break
-    return found
+    listed = _paged(
+        ec2,
+        "describe_iam_instance_profile_associations",
+        "IamInstanceProfileAssociations",
+        Filters=[{"Name": "state", "Values": list(_LIVE_STATES)}],
+    )
+    return [
+        a
+        for a in listed
+        if a.get("IamInstanceProfile", {}).get("Arn") == profile_arn and a.get("State") in _LIVE_STATES
+    ]
 
 
 def associate_profile(ec2: Any, instance_id: str, profile_name: str) -> dict[str, Any]:
@@ -503,15 +498,10 @@ def ssm_online_instances(ssm: Any, instance_ids: list[str]) -> dict[str, str]:
     status: dict[str, str] = {}
     for i in range(0, len(instance_ids), SSM_MAX_TARGETS):
         chunk = instance_ids[i : i + SSM_MAX_TARGETS]
-        token: str | None = None
-        for _ in range(_PAGES):
-            resp = call(ssm, "describe_instance_information", Filters=[{"Key": "InstanceIds", "Values": chunk}],
-                        MaxResults=SSM_MAX_RESULTS, **({"NextToken": token} if token else {})) or {}  # fmt: skip
-            for info in resp.get("InstanceInformationList", []):
-                status[info["InstanceId"]] = info.get("PingStatus", "")
-            token = resp.get("NextToken")
-            if not token:
-                break
+        filters = [{"Key": "InstanceIds", "Values": chunk}]
+        for info in _paged(ssm, "describe_instance_information", "InstanceInformationList", Filters=filters,
+                           MaxResults=SSM_MAX_RESULTS):  # fmt: skip
+            status[info["InstanceId"]] = info.get("PingStatus", "")
     return status
 
 
@@ -542,16 +532,8 @@ def ssm_send_shell(
 
 def ssm_invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
     """Every invocation of a command, with its plugins' (truncated) output, paged."""
-    found: list[dict[str, Any]] = []
-    token: str | None = None
-    for _ in range(_PAGES):
-        resp = call(ssm, "list_command_invocations", CommandId=command_id, Details=True, MaxResults=SSM_MAX_RESULTS,
-                    **({"NextToken": token} if token else {})) or {}  # fmt: skip
-        found.extend(resp.get("CommandInvocations", []))
-        token = resp.get("NextToken")
-        if not token:
-            break
-    return found
+    return _paged(ssm, "list_command_invocations", "CommandInvocations", CommandId=command_id, Details=True,
+                  MaxResults=SSM_MAX_RESULTS)  # fmt: skip
 
 
 def ssm_invocation_output(ssm: Any, command_id: str, instance_id: str) -> dict[str, Any]:

@@ -420,12 +420,12 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
     iam = ctx.clients.iam()
     instance_role = aws.get_role(iam, req.instance_role)
     profile = aws.get_instance_profile(iam, req.profile)
-    targets = {name: aws.get_role(iam, name) for name in req.assumable_roles}
+    assumable = {name: aws.get_role(iam, name) for name in req.assumable_roles}
     instances = resolve_instances(ctx, req.targets) if req.targets else []
     associations = (
         aws.associations_of_instances(ctx.clients.ec2(), [i["InstanceId"] for i in instances]) if instances else {}
     )
-    known_arn = (instance_role or {}).get("Arn") or next((r["Arn"] for r in targets.values() if r), None)
+    known_arn = (instance_role or {}).get("Arn") or next((r["Arn"] for r in assumable.values() if r), None)
     account, partition = _account_and_partition(ctx, known_arn, instances[0] if instances else None)
     instance_role_arn = (instance_role or {}).get("Arn") or arns.role_arn(partition, account, req.instance_role)
     inline = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
@@ -437,7 +437,7 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
         diff_profile(req.profile, req.instance_role, profile, adopt=req.adopt),
     ]
     target_arns = []
-    for name, role in targets.items():
+    for name, role in assumable.items():
         diffs.append(
             diff_role(
                 name,
@@ -677,11 +677,11 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
         diffs.append(diff_disassociate(iid, associations.get(iid), req.instance_role, profile_managed=profile_managed))
 
     role = aws.get_role(iam, req.instance_role)
-    targets = {name: aws.get_role(iam, name) for name in req.assumable_roles}
+    assumable = {name: aws.get_role(iam, name) for name in req.assumable_roles}
     # The principal setup wrote into each assumable role's trust: the instance role's ARN. When the instance role
     # is already gone (a teardown interrupted after deleting it), the name in the targets' account still says it.
     instance_role_arn = (role or {}).get("Arn")
-    for name, target in targets.items():
+    for name, target in assumable.items():
         if instance_role_arn is None and target is not None and (found := arns.split_arn(target["Arn"])):
             instance_role_arn = arns.role_arn(*found, req.instance_role)
         diffs.append(
