@@ -47,10 +47,10 @@ MAX_INSTANCES = 200  # the sandbox's limit
 # Fleet sizes (issue 13): smoke over 24 instances, setup of 100, smoke's growth from 10 to 200. --quick runs them
 # on a few instances; the warm-up of a fleet metric runs on a fleet of WARM_FLEET (it warms the tools, not EC2).
 FLEET = {"smoke": 24, "setup": 100}
-QUICK_FLEET = {"smoke": 3, "setup": 3}
+QUICK_FLEET = {"smoke": 2, "setup": 2}
 GROWTH = (10, 50, 100, 200)
-QUICK_GROWTH = (1, 3)
-WARM_FLEET = 3
+QUICK_GROWTH = (1, 2)
+WARM_FLEET = 2
 FLEET_RUNS = 3  # each walkthrough run of a fleet metric is 24-100 instances' worth of aws processes
 # Instances on which the script's associate is re-run for contrast (each outcome is the same call's), full/--quick.
 SCRIPT_RERUN_SAMPLE, QUICK_SCRIPT_RERUN_SAMPLE = 3, 1

@@ -16,6 +16,7 @@ from roleops import __version__
 from roleops.errors import EnvironmentProblem, RoleOpsError, UsageError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+FORMATS_EXPORT = ("cloudformation",)  # roleops.export.FORMATS, repeated here so that --help imports nothing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
         _global_options(p, suppress=True)
         return p
 
+    assumable_role = arg("validate_assumable_role", "--assumable-role")
+
+    def target_profile_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--target-profile",
+            action="append",
+            default=[],
+            type=arg("validate_target_profile", "--target-profile"),
+            metavar="[ACCOUNT_ID=]PROFILE",
+            dest="target_profiles",
+            help="credentials for roles in other accounts: PROFILE serves every account it reaches, "
+            "ACCOUNT_ID=PROFILE that account (repeatable)",
+        )
+
     def fleet_options(p: argparse.ArgumentParser, what: str, *, concurrency: bool = True) -> None:
         p.add_argument(
             "--instance-id",
@@ -119,11 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--assumable-role",
         action="append",
         required=True,
-        type=arg("validate_role_name", "--assumable-role"),
-        metavar="NAME",
+        type=assumable_role,
+        metavar="NAME|ARN",
         dest="assumable_roles",
-        help="a secondary role the instance role may assume (repeatable; give all of them)",
+        help="a secondary role the instance role may assume: a name, or the ARN of a role in another account "
+        "(repeatable; give all of them)",
     )
+    target_profile_option(p)
     fleet_options(p, "associate the profile with this instance")
     p.add_argument(
         "--launch-template",
@@ -169,10 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--assumable-role",
         action="append",
         default=[],
-        type=arg("validate_role_name", "--assumable-role"),
-        metavar="NAME",
+        type=assumable_role,
+        metavar="NAME|ARN",
         dest="assumable_roles",
     )
+    target_profile_option(p)
     fleet_options(p, "disassociate the profile from this instance first")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_teardown)
@@ -244,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-id", required=True, type=instance_id, metavar="ID")
     p.add_argument("--assume", action="append", default=[], type=role_arn, metavar="ROLE_ARN")
     p.add_argument("--containers", action="store_true", help="containers on the instance need the role (hop limit)")
+    target_profile_option(p)
     p.set_defaults(func=cmd_doctor)
 
     p = command("smoke", "from an operator's machine: verify every instance's chain through SSM Run Command")
@@ -262,6 +281,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remote", choices=("auto", "roleops", "aws-cli"), default="auto")
     p.set_defaults(func=cmd_smoke)
 
+    p = command("export", "print a CloudFormation template of what setup converges (for a stack or a StackSet)")
+    p.add_argument("--instance-role", required=True, type=instance_role, metavar="NAME")
+    p.add_argument(
+        "--assumable-role",
+        action="append",
+        required=True,
+        type=assumable_role,
+        metavar="NAME|ARN",
+        dest="assumable_roles",
+    )
+    p.add_argument("--require-imdsv2", action="store_true", help="noted in the template: stacks cannot set it")
+    p.add_argument(
+        "--max-session-duration",
+        type=arg("validate_max_session_duration", "--max-session-duration"),
+        metavar="SECONDS",
+    )
+    p.add_argument(
+        "--target-account",
+        type=arg("validate_account_id", "--target-account"),
+        metavar="ID",
+        help="the template of that account's assumable roles (trusting the instance role ARN, a parameter)",
+    )
+    p.add_argument("--format", required=True, choices=FORMATS_EXPORT)
+    p.set_defaults(func=cmd_export)
+
     p = command("sandbox", "run the local sandbox (IAM, EC2, STS and per-instance IMDS) on 127.0.0.1")
     from roleops.sandbox.cli import add_arguments as sandbox_arguments  # argparse only: --help stays fast
 
@@ -269,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sandbox)
 
     p = command("demo", "the whole walkthrough, offline, on a private sandbox")
+    p.add_argument(
+        "--cross-account",
+        action="store_true",
+        help="a second act: the secondary role in a second sandbox account",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -276,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 # --- composition root --------------------------------------------------------------------------------
 
 
-def make_session(args: argparse.Namespace) -> Any:
-    """The one botocore Session of a command, for --profile and --region.
+def make_session(args: argparse.Namespace, profile: str | None = None, flag: str = "--profile / AWS_PROFILE") -> Any:
+    """The botocore Session of a command, for --profile (or `profile`: a --target-profile) and --region.
 
     botocore's, not boto3's: boto3.Session is a thin wrapper whose clients are the same botocore calls, and roleops
     uses nothing else of boto3, and not importing it is measurably faster (README, Benchmarks).
@@ -286,7 +335,7 @@ def make_session(args: argparse.Namespace) -> Any:
     from botocore.exceptions import ConfigParseError, ProfileNotFound
 
     try:
-        session = botocore.session.Session(profile=args.profile)
+        session = botocore.session.Session(profile=profile if profile is not None else args.profile)
         if args.region is not None:
             session.set_config_variable("region", args.region)
         # A missing profile or an unreadable config file fails here, before any call (verify and creds make the
@@ -296,7 +345,7 @@ def make_session(args: argparse.Namespace) -> Any:
         raise UsageError(
             f"profile {err.kwargs.get('profile', args.profile)!r} not found",  # --profile or AWS_PROFILE
             "it is in neither ~/.aws/config nor ~/.aws/credentials (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)",
-            "check --profile / AWS_PROFILE; nothing was changed",
+            f"check {flag}; nothing was changed",
         ) from err
     except ConfigParseError as err:
         raise UsageError(
@@ -311,6 +360,16 @@ def make_clients(args: argparse.Namespace, session: Any = None) -> Any:
     from roleops.clients import Clients
 
     return Clients(session or make_session(args), endpoint_url=args.endpoint_url, region=args.region)
+
+
+def target_access(args: argparse.Namespace) -> Any:
+    """--target-profile's clients, made on first use (a profile is read only when a role of its account needs it)."""
+    from roleops.accounts import TargetAccess
+
+    def clients_of(profile: str) -> Any:
+        return make_clients(args, make_session(args, profile, "--target-profile"))
+
+    return TargetAccess(profiles=tuple(args.target_profiles), make_clients=clients_of)
 
 
 def _renderer(args: argparse.Namespace) -> Any:
@@ -360,7 +419,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         **_given(args, propagation_timeout="propagation_timeout"),
     )
     renderer = _renderer(args)
-    report = run_setup(_context(args, renderer), req, dry_run=args.dry_run)
+    report = run_setup(_context(args, renderer), req, dry_run=args.dry_run, access=target_access(args))
     return _plan_done(renderer, report, "roleops setup")
 
 
@@ -390,7 +449,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
     )
     renderer = _renderer(args)
-    report = run_teardown(_context(args, renderer), req, dry_run=args.dry_run)
+    report = run_teardown(_context(args, renderer), req, dry_run=args.dry_run, access=target_access(args))
     return _plan_done(renderer, report, "roleops teardown")
 
 
@@ -471,7 +530,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     renderer = _renderer(args)
     report = run_doctor(
-        make_clients(args), instance_id=args.instance_id, assume=tuple(args.assume), containers=args.containers
+        make_clients(args),
+        instance_id=args.instance_id,
+        assume=tuple(args.assume),
+        containers=args.containers,
+        access=target_access(args),
     )
     renderer.doctor(report)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
@@ -502,6 +565,33 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from roleops import arns, aws, export
+
+    req = export.export_request(
+        instance_role=args.instance_role,
+        assumable_roles=args.assumable_roles,
+        max_session_duration=args.max_session_duration,
+        require_imdsv2=args.require_imdsv2,
+        target_account=args.target_account,
+    )
+    account = partition = None
+    if req.target_account is not None or any(arns.parse_role_arn(r) for r in req.assumable_roles):
+        # The instance role's account is the one export runs with (as for setup): one read call, made only when
+        # a role ARN must be told apart from the home account's, or the StackSet's parameter needs its default.
+        ident = aws.caller_identity(make_clients(args).sts())
+        account, partition = ident["Account"], arns.partition_of(ident["Arn"])
+    if req.target_account is not None:
+        export.check_target_account(req, account)
+        role = arns.role_arn(partition or "aws", account, req.instance_role) if account else None
+        template = export.target_account_template(req, instance_role_arn=role)
+    else:
+        template = export.instance_account_template(req, account=account, partition=partition)
+    sys.stdout.write(export.render(template))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from roleops.sandbox.cli import run
 
@@ -511,7 +601,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from roleops.demo import run_demo
 
-    return run_demo(output=args.output, stdout=sys.stdout, stderr=sys.stderr)
+    return run_demo(output=args.output, stdout=sys.stdout, stderr=sys.stderr, cross_account=args.cross_account)
 
 
 # --- main ---------------------------------------------------------------------------------------------

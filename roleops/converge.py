@@ -8,11 +8,13 @@ Diffs return operations as data (`Op`), which keeps them pure and testable witho
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from roleops import INLINE_POLICY_NAME, arns, aws, policies
+from roleops.accounts import TargetAccess, foreign_roles
 from roleops.errors import InstanceNotFound, NotManagedError, UsageError
 from roleops.operations import (
     DEFAULT_CONCURRENCY,
@@ -42,6 +44,7 @@ from roleops.operations import (
 from roleops.results import Action, Change, PlanReport
 from roleops.validate import (
     unique,
+    validate_assumable_role,
     validate_concurrency,
     validate_instance_id,
     validate_launch_template,
@@ -90,7 +93,7 @@ def _ids(instance_id: str | None, instance_ids: Sequence[str]) -> list[str]:
 @dataclass(frozen=True, kw_only=True)
 class SetupRequest:
     instance_role: str
-    assumable_roles: tuple[str, ...]
+    assumable_roles: tuple[str, ...]  # names (the instance role's account) or role ARNs (any account)
     targets: Targets = Targets()
     launch_template: str | None = None
     require_imdsv2: bool = False
@@ -127,7 +130,7 @@ def setup_request(
         raise UsageError(
             "no --assumable-role given", "setup needs at least one role to assume", "add --assumable-role NAME"
         )
-    roles = unique([validate_role_name(r, "--assumable-role") for r in assumable_roles], "--assumable-role")
+    roles = unique([validate_assumable_role(r) for r in assumable_roles], "--assumable-role")
     if instance_role.lower() in {r.lower() for r in roles}:
         raise UsageError(
             f"--assumable-role {instance_role!r} is the instance role itself",
@@ -415,21 +418,20 @@ def _account_and_partition(ctx: Context, known_arn: str | None, instance: Mappin
     return ident["Account"], arns.partition_of(ident["Arn"]) or ctx.clients.partition()
 
 
-def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
-    """Read everything, then diff; no mutating call happens here."""
-    iam = ctx.clients.iam()
-    instance_role = aws.get_role(iam, req.instance_role)
-    profile = aws.get_instance_profile(iam, req.profile)
-    assumable = {name: aws.get_role(iam, name) for name in req.assumable_roles}
-    instances = resolve_instances(ctx, req.targets) if req.targets else []
-    associations = (
-        aws.associations_of_instances(ctx.clients.ec2(), [i["InstanceId"] for i in instances]) if instances else {}
-    )
-    known_arn = (instance_role or {}).get("Arn") or next((r["Arn"] for r in assumable.values() if r), None)
-    account, partition = _account_and_partition(ctx, known_arn, instances[0] if instances else None)
+def diff_roles(
+    req: SetupRequest,
+    *,
+    instance_role: Mapping[str, Any] | None,
+    profile: Mapping[str, Any] | None,
+    inline: Mapping[str, Any] | None,
+    assumable: Sequence[tuple[str, str | None, Mapping[str, Any] | None]],
+    account: str,
+    partition: str,
+) -> list[Diff]:
+    """The account-level rows of a setup, from what was read (pure): the instance role and its EC2 trust, its
+    profile, each assumable role (name, other account or None, the role as read) trusting the instance role, and
+    the inline policy on exactly their ARNs. `roleops export` diffs an empty account with it (every read None)."""
     instance_role_arn = (instance_role or {}).get("Arn") or arns.role_arn(partition, account, req.instance_role)
-    inline = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
-
     diffs = [
         diff_role(
             req.instance_role, instance_role, policies.ec2_trust_statement(), adopt=req.adopt, purpose="instance role"
@@ -437,19 +439,78 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
         diff_profile(req.profile, req.instance_role, profile, adopt=req.adopt),
     ]
     target_arns = []
-    for name, role in assumable.items():
-        diffs.append(
-            diff_role(
-                name,
-                role,
-                policies.role_trust_statement(instance_role_arn),
-                adopt=req.adopt,
-                max_session_duration=req.max_session_duration,
-                purpose="assumable role",
-            )
+    for name, other, role in assumable:
+        diff = diff_role(
+            name,
+            role,
+            policies.role_trust_statement(instance_role_arn),
+            adopt=req.adopt,
+            max_session_duration=req.max_session_duration,
+            purpose="assumable role" if other is None else f"assumable role in account {other}",
         )
-        target_arns.append((role or {}).get("Arn") or arns.role_arn(partition, account, name))
+        diffs.append(dataclasses.replace(diff, account=other))
+        target_arns.append((role or {}).get("Arn") or arns.role_arn(partition, other or account, name))
     diffs.append(diff_inline_policy(req.instance_role, inline, target_arns))
+    return diffs
+
+
+def _other_accounts(
+    ctx: Context, access: TargetAccess, foreign: Mapping[str, Sequence[arns.RoleArn]], home: str
+) -> None:
+    """Check every target account is reached by a --target-profile (exit 2 otherwise) and keep its clients."""
+    access.check_unused(list(foreign))
+    for account, roles in foreign.items():
+        why = "role " + ", ".join(str(r) for r in roles)
+        ctx.other_accounts[account] = access.clients_for(account, home=home, why=why)
+
+
+def _in_account(diff: Diff, account: str | None) -> Diff:
+    """The row says which account it is in (a plan across accounts shows it)."""
+    return dataclasses.replace(diff, change=dataclasses.replace(diff.change, account=account))
+
+
+def plan_setup(ctx: Context, req: SetupRequest, access: TargetAccess | None = None) -> list[Diff]:
+    """Read everything, then diff; no mutating call happens here.
+
+    Assumable roles in other accounts are read (and later converged) with the clients of `access` (the
+    --target-profile flags), each checked first to reach its account.
+    """
+    iam = ctx.clients.iam()
+    instance_role = aws.get_role(iam, req.instance_role)
+    profile = aws.get_instance_profile(iam, req.profile)
+    named = [r for r in req.assumable_roles if arns.parse_role_arn(r) is None]
+    assumable_home = {name: aws.get_role(iam, name) for name in named}
+    instances = resolve_instances(ctx, req.targets) if req.targets else []
+    associations = (
+        aws.associations_of_instances(ctx.clients.ec2(), [i["InstanceId"] for i in instances]) if instances else {}
+    )
+    known_arn = next((r["Arn"] for r in (instance_role, *assumable_home.values()) if r), None)
+    account, partition = _account_and_partition(ctx, known_arn, instances[0] if instances else None)
+    home_names, foreign = foreign_roles(req.assumable_roles, home_account=account, home_partition=partition)
+    if req.instance_role.lower() in {n.lower() for n in home_names}:
+        raise UsageError(
+            f"--assumable-role {req.instance_role!r} is the instance role itself",
+            "a role does not need to assume itself",
+            "name a different secondary role",
+        )
+    _other_accounts(ctx, access or TargetAccess(), foreign, account)
+    # (name, other account or None, the role as read); a home role given by its ARN is read here by name
+    assumable: list[tuple[str, str | None, Mapping[str, Any] | None]] = [
+        (name, None, assumable_home[name] if name in assumable_home else aws.get_role(iam, name)) for name in home_names
+    ]
+    for other, roles in foreign.items():
+        other_iam = ctx.in_account(other).clients.iam()
+        assumable.extend((r.name, other, aws.get_role(other_iam, r.name)) for r in roles)
+    inline = aws.get_role_policy(iam, req.instance_role, INLINE_POLICY_NAME) if instance_role else None
+    diffs = diff_roles(
+        req,
+        instance_role=instance_role,
+        profile=profile,
+        inline=inline,
+        assumable=assumable,
+        account=account,
+        partition=partition,
+    )
 
     if req.launch_template is not None:
         ec2 = ctx.clients.ec2()
@@ -477,12 +538,14 @@ def plan_setup(ctx: Context, req: SetupRequest) -> list[Diff]:
         )
         if req.require_imdsv2:
             diffs.append(diff_metadata_options(iid, instance))
-    return diffs
+    return [_in_account(d, d.account or account) for d in diffs]
 
 
-def run_setup(ctx: Context, req: SetupRequest, *, dry_run: bool = False) -> PlanReport:
+def run_setup(
+    ctx: Context, req: SetupRequest, *, dry_run: bool = False, access: TargetAccess | None = None
+) -> PlanReport:
     ctx.propagation_timeout = req.propagation_timeout
-    return apply(ctx, plan_setup(ctx, req), dry_run=dry_run, concurrency=req.targets.concurrency)
+    return apply(ctx, plan_setup(ctx, req, access), dry_run=dry_run, concurrency=req.targets.concurrency)
 
 
 # --- associate ---------------------------------------------------------------------------------------
@@ -547,7 +610,7 @@ def teardown_request(
     concurrency: int | str = DEFAULT_CONCURRENCY,
 ) -> TeardownRequest:
     validate_role_name(instance_role, "--instance-role")
-    roles = unique([validate_role_name(r, "--assumable-role") for r in assumable_roles], "--assumable-role")
+    roles = unique([validate_assumable_role(r) for r in assumable_roles], "--assumable-role")
     return TeardownRequest(
         instance_role=instance_role,
         assumable_roles=roles,
@@ -662,7 +725,7 @@ def diff_delete_profile(name: str, profile: Mapping[str, Any] | None, other_inst
     return Diff(change=Change(resource=resource, action=Action.DELETE, detail="tagged roleops:managed"), ops=tuple(ops))
 
 
-def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
+def plan_teardown(ctx: Context, req: TeardownRequest, access: TargetAccess | None = None) -> list[Diff]:
     """Read everything, then diff; in the reverse order of setup, so that the instance role (whose ARN the
     assumable roles' trusts name) is deleted last: an interrupted teardown leaves trusts a re-run still matches."""
     iam = ctx.clients.iam()
@@ -677,22 +740,36 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
         diffs.append(diff_disassociate(iid, associations.get(iid), req.instance_role, profile_managed=profile_managed))
 
     role = aws.get_role(iam, req.instance_role)
-    assumable = {name: aws.get_role(iam, name) for name in req.assumable_roles}
+    home_account, partition = arns.account_of((role or {}).get("Arn")), arns.partition_of((role or {}).get("Arn"))
+    names: list[str] = list(req.assumable_roles)
+    foreign: dict[str, list[arns.RoleArn]] = {}
+    if any(arns.parse_role_arn(r) for r in req.assumable_roles):
+        # Which ARNs are of another account depends on the instance role's account: known from the role, the
+        # instance's owner, or (neither left) STS.
+        first = instances[0] if instances else None
+        home_account, partition = _account_and_partition(ctx, (role or {}).get("Arn"), first)
+        names, foreign = foreign_roles(req.assumable_roles, home_account=home_account, home_partition=partition)
+        _other_accounts(ctx, access or TargetAccess(), foreign, home_account)
+    assumable: list[tuple[str, str | None]] = [(n, None) for n in names]
+    assumable += [(r.name, other) for other, roles in foreign.items() for r in roles]
     # The principal setup wrote into each assumable role's trust: the instance role's ARN. When the instance role
-    # is already gone (a teardown interrupted after deleting it), the name in the targets' account still says it.
+    # is already gone (a teardown interrupted after deleting it), its name in its account still says it.
     instance_role_arn = (role or {}).get("Arn")
-    for name, target in assumable.items():
+    if instance_role_arn is None and home_account is not None and partition is not None:
+        instance_role_arn = arns.role_arn(partition, home_account, req.instance_role)
+    for name, other in assumable:
+        other_iam = ctx.in_account(other).clients.iam()
+        target = aws.get_role(other_iam, name)
         if instance_role_arn is None and target is not None and (found := arns.split_arn(target["Arn"])):
-            instance_role_arn = arns.role_arn(*found, req.instance_role)
-        diffs.append(
-            diff_release_role(
-                name,
-                target,
-                aws.list_role_policies(iam, name) if target else [],
-                aws.list_attached_role_policies(iam, name) if target else [],
-                principal=("AWS", instance_role_arn or ""),
-            )
+            instance_role_arn = arns.role_arn(*found, req.instance_role)  # a home target: same account
+        diff = diff_release_role(
+            name,
+            target,
+            aws.list_role_policies(other_iam, name) if target else [],
+            aws.list_attached_role_policies(other_iam, name) if target else [],
+            principal=("AWS", instance_role_arn or ""),
         )
+        diffs.append(dataclasses.replace(diff, account=other))
 
     others: list[str] = []
     if profile_managed:
@@ -714,8 +791,11 @@ def plan_teardown(ctx: Context, req: TeardownRequest) -> list[Diff]:
             ours=(INLINE_POLICY_NAME,),
         )
     )
-    return diffs
+    home_account = home_account or arns.account_of((role or {}).get("Arn"))
+    return [_in_account(d, d.account or home_account) for d in diffs]
 
 
-def run_teardown(ctx: Context, req: TeardownRequest, *, dry_run: bool = False) -> PlanReport:
-    return apply(ctx, plan_teardown(ctx, req), dry_run=dry_run, concurrency=req.targets.concurrency)
+def run_teardown(
+    ctx: Context, req: TeardownRequest, *, dry_run: bool = False, access: TargetAccess | None = None
+) -> PlanReport:
+    return apply(ctx, plan_teardown(ctx, req, access), dry_run=dry_run, concurrency=req.targets.concurrency)

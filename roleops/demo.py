@@ -13,9 +13,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from roleops.accounts import TargetAccess
+
 INSTANCE_ROLE = "ExampleRole"
 ASSUMED_ROLE = "ExampleAssumedRole"
 SESSION_NAME = "MySession"
+TARGET_PROFILE = "account-b"  # how the second act names the second account's profile in its commands
 
 
 @contextlib.contextmanager
@@ -70,17 +73,24 @@ def _masked_document(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_demo(
-    *, output: str = "table", stdout: TextIO, stderr: TextIO, before_stop: Callable[[Any], None] | None = None
+    *,
+    output: str = "table",
+    stdout: TextIO,
+    stderr: TextIO,
+    before_stop: Callable[[Any], None] | None = None,
+    cross_account: bool = False,
 ) -> int:
-    """Run the story; `before_stop(sandbox)` lets a test read the private sandbox (e.g. the secrets it issued)."""
+    """Run the story; `before_stop(sandbox)` lets a test read the private sandbox (e.g. the secrets it issued).
+
+    With `cross_account`, a second act runs the same story with the secondary role in a second sandbox account,
+    converged there with that account's credentials (`--target-profile`), as a tools account deploying into prod.
+    """
     import boto3
 
     from roleops.clients import Clients
-    from roleops.converge import Context, run_setup, run_teardown, setup_request, teardown_request
-    from roleops.imds import ImdsClient
+    from roleops.converge import Context
     from roleops.render import Renderer
     from roleops.sandbox import Sandbox
-    from roleops.verify import VerifyOptions, run_verify
 
     r = Renderer(output, stdout=stdout, stderr=stderr)
     story: list[dict[str, Any]] = []
@@ -91,42 +101,99 @@ def run_demo(
             r.out.rule(f"[bold]{len(story)}. {title}[/]", align="left")
             r.out.print(f"the walkthrough: [dim]{aws_cli}[/]", markup=True, soft_wrap=True)
 
-    with Sandbox(port=0, instances=1) as sb:
+    def clients_of(access_key_id: str, secret_access_key: str) -> Clients:
+        keys = boto3.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=sb.region
+        )
+        return Clients(keys, endpoint_url=sb.endpoint_url, region=sb.region)
+
+    with Sandbox(port=0, instances=1, accounts=2 if cross_account else 1) as sb:
         instance = sb.instances[0]
         if not r.json_mode:
+            others = "".join(f", account {a.account_id}" for a in sb.accounts[1:])
             r.out.print(
-                f"sandbox: AWS at {sb.endpoint_url} (account {sb.account_id}, {sb.region}); "
+                f"sandbox: AWS at {sb.endpoint_url} (account {sb.account_id}{others}, {sb.region}); "
                 f"instance {instance.instance_id}, metadata at {instance.metadata_endpoint}",
                 markup=False,
                 soft_wrap=True,
             )
-        admin = boto3.Session(
-            aws_access_key_id=sb.access_key_id, aws_secret_access_key=sb.secret_access_key, region_name=sb.region
-        )
-        ctx = Context(clients=Clients(admin, endpoint_url=sb.endpoint_url, region=sb.region), reporter=r)
-        target_arn = f"arn:aws:iam::{sb.account_id}:role/{ASSUMED_ROLE}"
+        ctx = Context(clients=clients_of(sb.access_key_id, sb.secret_access_key), reporter=r)
+        ok = _act(r, chapter, story, sb, ctx, instance, target_account=None)
+        if cross_account:
+            other = sb.accounts[1]
+            if not r.json_mode:
+                r.out.rule(f"[bold]Second act: the secondary role in account {other.account_id}[/]")
+            access = TargetAccess(
+                profiles=((other.account_id, TARGET_PROFILE),),
+                make_clients=lambda _profile: clients_of(other.access_key_id, other.secret_access_key),
+            )
+            ok = _act(r, chapter, story, sb, ctx, instance, target_account=other.account_id, access=access) and ok
+        if before_stop is not None:
+            before_stop(sb)
 
-        chapter(
-            "Give the instance a role, trust EC2, let it assume the secondary role",
-            f"aws iam create-role --role-name {INSTANCE_ROLE} --assume-role-policy-document file://ec2-trust.json; "
-            f"aws iam create-instance-profile ...; aws iam put-role-policy ...; "
-            f"aws iam create-role --role-name {ASSUMED_ROLE} ...; "
-            f"aws ec2 associate-iam-instance-profile --instance-id {instance.instance_id} "
-            f'--iam-instance-profile Name="{INSTANCE_ROLE}"',
+    if r.json_mode:
+        r.json({"ok": ok, "steps": story})
+    else:
+        r.out.rule()
+        r.out.print(
+            "[bold green]demo passed[/]: every link of the walkthrough holds"
+            if ok
+            else "[bold red]demo failed[/]: see the verify table above"
         )
-        req = setup_request(
-            instance_role=INSTANCE_ROLE,
-            assumable_roles=[ASSUMED_ROLE],
-            instance_id=instance.instance_id,
-            require_imdsv2=True,
-            wait=True,
-        )
-        setup_report = run_setup(ctx, req)
-        story[-1]["changes"] = [c.to_json() for c in setup_report.changes]
-        if not r.json_mode:
-            r.plan(setup_report, "roleops setup")
+    return 0 if ok else 1
 
-        imds = ImdsClient(instance.metadata_endpoint)
+
+def _act(
+    r: Any,
+    chapter: Callable[[str, str], None],
+    story: list[dict[str, Any]],
+    sb: Any,
+    ctx: Any,
+    instance: Any,
+    *,
+    target_account: str | None,
+    access: TargetAccess | None = None,
+) -> bool:
+    """The walkthrough once: setup, what the instance sees, verify, teardown. `target_account`: the secondary
+    role's account when it is not the instance role's (the aws commands of its side then run with its profile)."""
+    import boto3
+
+    from roleops.converge import run_setup, run_teardown, setup_request, teardown_request
+    from roleops.imds import ImdsClient
+    from roleops.verify import VerifyOptions, run_verify
+
+    account = target_account or sb.account_id
+    target_arn = f"arn:aws:iam::{account}:role/{ASSUMED_ROLE}"
+    assumable = target_arn if target_account else ASSUMED_ROLE
+    there = f" --profile {TARGET_PROFILE}" if target_account else ""
+    flags = f" --target-profile {account}={TARGET_PROFILE}" if target_account else ""
+
+    chapter(
+        "Give the instance a role, trust EC2, let it assume the secondary role"
+        + (f" in account {account}" if target_account else ""),
+        f"aws iam create-role --role-name {INSTANCE_ROLE} --assume-role-policy-document file://ec2-trust.json; "
+        f"aws iam create-instance-profile ...; aws iam put-role-policy ...; "
+        f"aws iam create-role --role-name {ASSUMED_ROLE} ...{there}; "
+        f"aws ec2 associate-iam-instance-profile --instance-id {instance.instance_id} "
+        f'--iam-instance-profile Name="{INSTANCE_ROLE}"',
+    )
+    req = setup_request(
+        instance_role=INSTANCE_ROLE,
+        assumable_roles=[assumable],
+        instance_id=instance.instance_id,
+        require_imdsv2=True,
+        wait=True,
+    )
+    setup_report = run_setup(ctx, req, access=access)
+    story[-1]["roleops"] = f"roleops setup --instance-role {INSTANCE_ROLE} --assumable-role {assumable}{flags} " + (
+        f"--instance-id {instance.instance_id} --require-imdsv2 --wait"
+    )
+    story[-1]["changes"] = [c.to_json() for c in setup_report.changes]
+    if not r.json_mode:
+        r.plan(setup_report, "roleops setup")
+
+    imds = ImdsClient(instance.metadata_endpoint)
+    if target_account is None:  # what the instance sees does not depend on where the secondary role lives
         chapter(
             "On the instance: which role does the metadata service list?",
             "curl http://169.254.169.254/latest/meta-data/iam/security-credentials/",
@@ -147,45 +214,31 @@ def run_demo(
 
             r.out.print(json.dumps(doc, indent=2, ensure_ascii=False), markup=False)
 
-        chapter(
-            "Who am I, then assume the secondary role and ask again",
-            f"aws sts get-caller-identity; aws sts assume-role --role-arn {target_arn} "
-            f"--role-session-name {SESSION_NAME}; aws sts get-caller-identity",
-        )
-        opts = VerifyOptions(
-            assume=(target_arn,), session_name=SESSION_NAME, expect_role=INSTANCE_ROLE, endpoint_url=sb.endpoint_url
-        )
-        with _instance_environment(instance.metadata_endpoint):
-            # Made inside the instance environment: the default-chain check reads it as an instance would.
-            report = run_verify(opts, imds=imds, session=boto3.Session(), on_step=r.identity)
-        story[-1]["verify"] = report.to_json()
-        if not r.json_mode:
-            r.verify(report)
+    chapter(
+        "Who am I, then assume the secondary role and ask again" + (f" (account {account})" if target_account else ""),
+        f"aws sts get-caller-identity; aws sts assume-role --role-arn {target_arn} "
+        f"--role-session-name {SESSION_NAME}; aws sts get-caller-identity",
+    )
+    opts = VerifyOptions(
+        assume=(target_arn,), session_name=SESSION_NAME, expect_role=INSTANCE_ROLE, endpoint_url=sb.endpoint_url
+    )
+    with _instance_environment(instance.metadata_endpoint):
+        # Made inside the instance environment: the default-chain check reads it as an instance would.
+        report = run_verify(opts, imds=imds, session=boto3.Session(), on_step=r.identity)
+    story[-1]["verify"] = report.to_json()
+    if not r.json_mode:
+        r.verify(report)
 
-        chapter(
-            "Clean up what roleops made",
-            f"aws ec2 disassociate-iam-instance-profile ...; aws iam delete-role --role-name {ASSUMED_ROLE} ...",
-        )
-        td = run_teardown(
-            ctx,
-            teardown_request(
-                instance_role=INSTANCE_ROLE, assumable_roles=[ASSUMED_ROLE], instance_id=instance.instance_id
-            ),
-        )
-        story[-1]["changes"] = [c.to_json() for c in td.changes]
-        if not r.json_mode:
-            r.plan(td, "roleops teardown")
-        if before_stop is not None:
-            before_stop(sb)
-
-    ok = report.ok
-    if r.json_mode:
-        r.json({"ok": ok, "steps": story})
-    else:
-        r.out.rule()
-        r.out.print(
-            "[bold green]demo passed[/]: every link of the walkthrough holds"
-            if ok
-            else "[bold red]demo failed[/]: see the verify table above"
-        )
-    return 0 if ok else 1
+    chapter(
+        "Clean up what roleops made" + (" in both accounts" if target_account else ""),
+        f"aws ec2 disassociate-iam-instance-profile ...; aws iam delete-role --role-name {ASSUMED_ROLE} ...{there}",
+    )
+    td = run_teardown(
+        ctx,
+        teardown_request(instance_role=INSTANCE_ROLE, assumable_roles=[assumable], instance_id=instance.instance_id),
+        access=access,
+    )
+    story[-1]["changes"] = [c.to_json() for c in td.changes]
+    if not r.json_mode:
+        r.plan(td, "roleops teardown")
+    return report.ok

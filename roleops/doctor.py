@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roleops import INLINE_POLICY_NAME, arns, aws, policies
+from roleops.accounts import TargetAccess
 from roleops.evaluator import (
     Decision,
     NamedPolicy,
@@ -49,6 +50,8 @@ class Target:
     name: str
     account: str
     role: Mapping[str, Any] | None  # None: missing, or in another account we cannot read
+    readable: bool = True  # False: in another account no --target-profile reaches (its trust is unknown)
+    profile: str | None = None  # the --target-profile that read it (another account's), for the fixes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,7 +96,17 @@ def _allowed_role_arns(doc: Mapping[str, Any] | None) -> list[str]:
     return found
 
 
-def gather(clients: Any, *, instance_id: str, assume: Sequence[str], containers: bool = False) -> Gathered:
+def gather(
+    clients: Any,
+    *,
+    instance_id: str,
+    assume: Sequence[str],
+    containers: bool = False,
+    access: TargetAccess | None = None,
+) -> Gathered:
+    """Read the chain. A target in another account is read with the --target-profile (`access`) that serves its
+    account, checked to reach it (exit 2 otherwise); with none, its trust is unknown (a warning, never a pass)."""
+    access = access or TargetAccess()
 
     iam, ec2 = clients.iam(), clients.ec2()
     instance = aws.require_instance(ec2, instance_id)
@@ -127,21 +140,26 @@ def gather(clients: Any, *, instance_id: str, assume: Sequence[str], containers:
         m = _role_arn_match(arn)
         if m is None:  # the CLI validated it; a role ARN with an unusual path still needs a name
             continue
-        same_account = caller_account is None or m.account == caller_account
-        targets.append(
-            Target(
-                arn=arn,
-                name=m.name,
-                account=m.account,
-                role=aws.get_role(iam, m.name) if same_account else None,
-            )
-        )
+        if caller_account is None or m.account == caller_account:
+            targets.append(Target(arn=arn, name=m.name, account=m.account, role=aws.get_role(iam, m.name)))
+            continue
+        target_profile = access.profile_for(m.account)
+        if target_profile is None:
+            targets.append(Target(arn=arn, name=m.name, account=m.account, role=None, readable=False))
+            continue
+        other = access.clients_for(m.account, home=caller_account, why=f"--assume {arn}")
+        role_there = aws.get_role(other.iam(), m.name)
+        targets.append(Target(arn=arn, name=m.name, account=m.account, role=role_there, profile=target_profile))
 
     kept: list[Target] = []
     roleops_policy = next((p.document for p in identity if p.name == _INLINE_ROLEOPS), None)
     for arn in _allowed_role_arns(roleops_policy):
         m = _role_arn_match(arn)
-        if m is None or m.account != caller_account or any(t.name == m.name for t in targets):
+        if m is None or any(t.arn == arn or (t.account == m.account and t.name == m.name) for t in targets):
+            continue
+        if m.account != caller_account:  # another account's: kept by ARN, not read (doctor was not asked to)
+            kept.append(Target(arn=arn, name=m.name, account=m.account, role=None, readable=False,
+                               profile=access.profile_for(m.account)))  # fmt: skip
             continue
         existing = aws.get_role(iam, m.name)
         if existing is not None:  # a deleted one is not worth re-creating: setup may drop its ARN
@@ -185,23 +203,34 @@ def _account(g: Gathered) -> str | None:
 
 def _needs_adopt(g: Gathered) -> bool:
     """setup refuses every existing resource it did not tag unless --adopt: look at all it would touch."""
-    account = _account(g)
     existing = [g.role, g.profile]
-    existing += [t.role for t in g.targets if account is None or t.account == account]
+    existing += [t.role for t in g.targets]  # another account's too: setup converges it as well
     existing += [t.role for t in g.kept_targets]
     return any(r is not None and not aws.is_managed(r) for r in existing)
 
 
 def _setup_fix(g: Gathered, role_name: str, *, instance_id: bool = False, require_imdsv2: bool = False) -> str:
-    """The `roleops setup` run that converges this chain without narrowing what the role may assume today."""
+    """The `roleops setup` run that converges this chain without narrowing what the role may assume today.
+
+    A role of another account is named by its ARN, with the --target-profile of its account (the one doctor read
+    it with, else a placeholder to fill in)."""
     account = _account(g)
     names: list[str] = []
+    profiles: list[str] = []
     for t in (*g.targets, *g.kept_targets):
-        if (account is None or t.account == account) and t.name not in names:
-            names.append(t.name)
+        same = account is None or t.account == account
+        name = t.name if same else t.arn
+        if name not in names:
+            names.append(name)
+        if not same:
+            flag = f"{t.account}={t.profile}" if t.profile else f"{t.account}=PROFILE"
+            if flag not in profiles:
+                profiles.append(flag)
     words = ["roleops", "setup", "--instance-role", role_name]
     for name in names or ["TARGET_ROLE"]:
         words += ["--assumable-role", name]
+    for flag in profiles:
+        words += ["--target-profile", flag]
     if instance_id:
         words += ["--instance-id", g.instance_id]
     if require_imdsv2:
@@ -211,8 +240,10 @@ def _setup_fix(g: Gathered, role_name: str, *, instance_id: bool = False, requir
     return _cmd(*words)
 
 
-def _trust_update(role_name: str, doc: Mapping[str, Any]) -> str:
-    return _cmd("aws", "iam", "update-assume-role-policy", "--role-name", role_name, "--policy-document", _doc_arg(doc))
+def _trust_update(role_name: str, doc: Mapping[str, Any], *extra: str) -> str:
+    return _cmd(
+        "aws", "iam", "update-assume-role-policy", "--role-name", role_name, "--policy-document", _doc_arg(doc), *extra
+    )
 
 
 def _without_statement(doc: Mapping[str, Any] | None, index: int | None) -> dict[str, Any]:
@@ -581,7 +612,7 @@ def _stale_ids(trust: Mapping[str, Any]) -> list[str]:
     return [p for p in policies.principals(trust) if arns.is_unique_id(p)]
 
 
-def _unique_id_findings(trust: Mapping[str, Any], role_name: str) -> list[Finding]:
+def _unique_id_findings(trust: Mapping[str, Any], role_name: str, *extra: str) -> list[Finding]:
     """A bare AROA/AIDA principal: a dangling reference. It breaks nothing by itself (the trust check says
     whether the instance role is still allowed), but it matches nobody and should be removed."""
     stale = _stale_ids(trust)
@@ -589,7 +620,7 @@ def _unique_id_findings(trust: Mapping[str, Any], role_name: str) -> list[Findin
         return []
     cleaned = _without_unique_ids(trust)
     # A trust left with no statement would be refused by IAM (and trust nobody): then offer no clean-up.
-    cleanup = _trust_update(role_name, cleaned) if policies.statements(cleaned) else ""
+    cleanup = _trust_update(role_name, cleaned, *extra) if policies.statements(cleaned) else ""
     return [
         Finding(
             check=f"stale-principal:{role_name}",
@@ -605,20 +636,24 @@ def _unique_id_findings(trust: Mapping[str, Any], role_name: str) -> list[Findin
 def _target_findings(g: Gathered, t: Target, principal: Principal, role_name: str) -> list[Finding]:
     out: list[Finding] = []
     other_account = t.account != principal.account
+    # An aws command for the target's side runs with a profile of the target's account.
+    in_target = ["--profile", t.profile or "PROFILE"] if other_account else []
     if t.role is None:
-        if other_account:
+        if not t.readable:
             out.append(
                 Finding(
                     check=f"target:{t.name}",
                     status=Status.WARN,
-                    detail=f"{t.arn} is in another account; its trust cannot be read from here",
+                    detail=f"{t.arn} is in account {t.account}: its trust is not readable from account "
+                    f"{principal.account}; pass --target-profile {t.account}=PROFILE to check that side too",
                 )
             )
         else:
+            where = f" in account {t.account}" if other_account else ""
             out.append(
                 _fail(
                     f"target:{t.name}",
-                    f"{t.arn} does not exist",
+                    f"{t.arn} does not exist{where}",
                     fix=_setup_fix(g, role_name),
                     fix_aws=_cmd(
                         "aws",
@@ -628,6 +663,7 @@ def _target_findings(g: Gathered, t: Target, principal: Principal, role_name: st
                         t.name,
                         "--assume-role-policy-document",
                         _doc_arg(policies.trust_policy(policies.role_trust_statement(principal.arn))),
+                        *in_target,
                     ),
                 )
             )
@@ -657,8 +693,7 @@ def _target_findings(g: Gathered, t: Target, principal: Principal, role_name: st
             _fail(
                 f"permission:{t.name}",
                 f"{role_name} may not call sts:AssumeRole on {t.arn}: {_verdict_detail(ident)}",
-                # setup names assumable roles of its own account only
-                fix="" if other_account else _setup_fix(g, role_name),
+                fix=_setup_fix(g, role_name),
                 fix_aws=_permission_fix_aws(g, role_name, t.arn),
             )
         )
@@ -697,7 +732,7 @@ def _target_findings(g: Gathered, t: Target, principal: Principal, role_name: st
                 f"trust:{t.name}",
                 f"{t.name}'s trust explicitly denies {role_name}: {_verdict_detail(tv)} (roleops only adds "
                 "statements, so the Deny has to be removed by hand)",
-                fix_aws=_trust_update(t.name, mended),
+                fix_aws=_trust_update(t.name, mended, *in_target),
             )
         )
     elif not tv.allowed:
@@ -710,21 +745,24 @@ def _target_findings(g: Gathered, t: Target, principal: Principal, role_name: st
             )
         else:
             detail = f"{t.name} does not trust {principal.arn}: {_verdict_detail(tv)}"
+        if other_account:
+            detail = f"in account {t.account}, {detail} (across accounts both sides must allow)"
         out.append(
             _fail(
                 f"trust:{t.name}",
                 detail,
-                fix="" if other_account else _setup_fix(g, role_name),
+                fix=_setup_fix(g, role_name),
                 fix_aws=_trust_update(
                     t.name,
                     policies.merge_statement(_without_unique_ids(trust), policies.role_trust_statement(principal.arn)),
+                    *in_target,
                 ),
             )
         )
     else:
         out.append(Finding(check=f"trust:{t.name}", status=Status.PASS, detail=_verdict_detail(tv)))
     if tv.allowed or not stale:  # when the trust fails, its finding already names the id and drops it
-        out.extend(_unique_id_findings(trust, t.name))
+        out.extend(_unique_id_findings(trust, t.name, *in_target))
     if "*" in policies.principals(trust):
         out.append(
             Finding(
@@ -745,8 +783,15 @@ def _target_findings(g: Gathered, t: Target, principal: Principal, role_name: st
     return out
 
 
-def run_doctor(clients: Any, *, instance_id: str, assume: Sequence[str] = (), containers: bool = False) -> DoctorReport:
-    return diagnose(gather(clients, instance_id=instance_id, assume=assume, containers=containers))
+def run_doctor(
+    clients: Any,
+    *,
+    instance_id: str,
+    assume: Sequence[str] = (),
+    containers: bool = False,
+    access: TargetAccess | None = None,
+) -> DoctorReport:
+    return diagnose(gather(clients, instance_id=instance_id, assume=assume, containers=containers, access=access))
 
 
 __all__ = ["CHAIN_CAP", "Gathered", "Target", "diagnose", "gather", "run_doctor"]

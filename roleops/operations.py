@@ -50,6 +50,15 @@ class Context:
     propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    # Clients of the other accounts a plan touches (account id -> Clients), filled by the plan's reads from
+    # --target-profile once each profile was checked to reach its account.
+    other_accounts: dict[str, Clients] = field(default_factory=dict)
+
+    def in_account(self, account: str | None) -> Context:
+        """This context acting in `account` (None: the instance role's own, i.e. this one)."""
+        if account is None:
+            return self
+        return dataclasses.replace(self, clients=self.other_accounts[account])
 
 
 # --- propagation retries (IAM eventual consistency; the only retry loop roleops owns) -------------------
@@ -367,11 +376,13 @@ class NewDefaultTemplateVersion(Op):
 @dataclass(frozen=True, kw_only=True)
 class Diff:
     """One row of a plan and the operations that make it so (none: nothing to do). `instance`: the target
-    instance this row is about, for the per-instance steps of a fleet (None: an account-level row)."""
+    instance this row is about, for the per-instance steps of a fleet (None: an account-level row). `account`:
+    the account a row of another account than the instance role's acts in."""
 
     change: Change
     ops: tuple[Op, ...] = ()
     instance: str | None = None
+    account: str | None = None  # another account's row (its ops run with that account's clients); None: home
 
 
 DEFAULT_CONCURRENCY = 8
@@ -442,7 +453,7 @@ def apply(ctx: Context, diffs: Sequence[Diff], *, dry_run: bool, concurrency: in
                 if failures:
                     changes[i] = _failed(changes[i], "not tried: an instance step before it failed")
                 else:
-                    _apply_ops(ctx, diffs[i].ops)
+                    _apply_ops(ctx.in_account(diffs[i].account), diffs[i].ops)
                 i += 1
                 continue
             j = i

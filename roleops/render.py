@@ -133,6 +133,10 @@ class Renderer:
 
         suffix = " (dry run: nothing was changed)" if report.dry_run else ""
         table = Table(title=f"{title}{suffix}", title_justify="left")
+        # A plan across accounts says which account each row is in; one account needs no column for it.
+        accounts = len({c.account for c in report.changes if c.account}) > 1
+        if accounts:
+            table.add_column("account", no_wrap=True)
         table.add_column("resource", no_wrap=True)
         table.add_column("action", no_wrap=True)
         table.add_column("detail", overflow="fold")
@@ -140,7 +144,8 @@ class Renderer:
             action = change.action.value
             if report.dry_run and change.action is not Action.UNCHANGED:
                 action = f"{action} (planned)"
-            table.add_row(change.resource, f"[{_ACTION_STYLE[change.action]}]{action}[/]", _escape(change.detail))
+            cells = [change.resource, f"[{_ACTION_STYLE[change.action]}]{action}[/]", _escape(change.detail)]
+            table.add_row(*([change.account or ""] if accounts else []), *cells)
         self.out.print(table)
 
     # --- verify ------------------------------------------------------------------------------------

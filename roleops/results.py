@@ -38,9 +38,10 @@ class Change:
     resource: str
     action: Action
     detail: str = ""
+    account: str | None = None  # the account the resource is in (None: not known, e.g. nothing exists yet)
 
     def to_json(self) -> dict[str, Any]:
-        return {"resource": self.resource, "action": self.action.value, "detail": self.detail}
+        return {"resource": self.resource, "action": self.action.value, "detail": self.detail, "account": self.account}
 
 
 @dataclass(frozen=True, kw_only=True)

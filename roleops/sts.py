@@ -122,15 +122,26 @@ def hint_setup(role: str, targets: tuple[str, ...] | list[str] = ("TARGET_NAME",
 def hint_access_denied(instance_role_arn: str, target_arn: str, external_id: str | None) -> str:
     role = arns.name_of(instance_role_arn)
     target = arns.name_of(target_arn)
-    text = (
-        f"check both policies: the instance role {role} must allow sts:AssumeRole on {target_arn}, and "
-        f"{target}'s trust policy must name {instance_role_arn}"
-    )
+    home, other = arns.account_of(instance_role_arn), arns.account_of(target_arn)
+    if home and other and home != other:
+        # Across accounts each side lives in its own account, and each must allow (no same-account exception).
+        text = (
+            f"across accounts both sides must allow: in account {home}, the instance role {role} must allow "
+            f"sts:AssumeRole on {target_arn}; in account {other}, {target}'s trust policy must name "
+            f"{instance_role_arn}"
+        )
+        fix = f"{hint_setup(role, [target_arn])} --target-profile {other}=PROFILE"
+    else:
+        text = (
+            f"check both policies: the instance role {role} must allow sts:AssumeRole on {target_arn}, and "
+            f"{target}'s trust policy must name {instance_role_arn}"
+        )
+        fix = hint_setup(role, [target])
     if external_id is not None:
         text += " with an sts:ExternalId condition equal to --external-id"
     else:
         text += "; if that trust requires sts:ExternalId, pass --external-id"
-    return text + f". IAM changes take a few seconds to propagate. Fix: {hint_setup(role, [target])}"
+    return text + f". IAM changes take a few seconds to propagate. Fix: {fix}"
 
 
 def hint(code: str, message: str, region: str) -> str:

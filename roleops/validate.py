@@ -65,6 +65,43 @@ def validate_role_arn(value: str, field: str = "--assume") -> str:
     return value
 
 
+def validate_account_id(value: str, field: str = "--target-account") -> str:
+    if not isinstance(value, str) or not arns.ACCOUNT_ID_RE.fullmatch(value):
+        raise ValidationError(field, value, "an AWS account id is 12 digits, e.g. 123456789012")
+    return value
+
+
+def validate_assumable_role(value: str, field: str = "--assumable-role") -> str:
+    """A role name (in the instance role's account) or a role ARN (in any account of the same partition)."""
+    if isinstance(value, str) and value.startswith("arn:"):
+        if arns.parse_role_arn(value) is None:
+            split = value.split(":")
+            if len(split) > 4 and split[4] and not arns.ACCOUNT_ID_RE.fullmatch(split[4]):
+                raise ValidationError(field, value, f"the account id {split[4]!r} is not 12 digits")
+            return validate_role_arn(value, field)
+        return value
+    if not isinstance(value, str) or not (1 <= len(value) <= 64) or not _IAM_NAME.fullmatch(value):
+        raise ValidationError(
+            field, value, "a role name (1-64 letters, digits and +=,.@_-) or a role ARN arn:aws:iam::ACCOUNT:role/NAME"
+        )
+    return value
+
+
+def validate_target_profile(value: str, field: str = "--target-profile") -> tuple[str | None, str]:
+    """PROFILE (every target account it reaches) or ACCOUNT_ID=PROFILE (that account's roles) -> (account, profile)."""
+    text = value if isinstance(value, str) else ""
+    account, sep, profile = text.partition("=")
+    if sep and account.isdigit():
+        validate_account_id(account, field)
+    else:
+        account, profile = "", text
+    if not _CONFIG_PROFILE.fullmatch(profile):
+        raise ValidationError(
+            field, value, "give PROFILE or ACCOUNT_ID=PROFILE (a profile name of 1-128 letters, digits and +=,.@_-)"
+        )
+    return (account or None), profile
+
+
 def role_arn_parts(arn: str) -> tuple[str, str, str, str]:
     """(partition, account, path, name) of a validated role ARN."""
     parsed = arns.parse_role_arn(validate_role_arn(arn))

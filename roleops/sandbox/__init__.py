@@ -8,6 +8,8 @@ one 127.0.0.1 API port) and adds what the walkthrough needs: a metadata service 
 API port, where moto's own fake metadata paths are refused), STS AssumeRole decided by roleops.evaluator, SSM Run
 Command that really runs AWS-RunShellScript on the instances behind a SigV4 check (ssm.py), launch template
 versions that inherit their SourceVersion, `/_roleops/...` control endpoints, and IAM/EC2/IMDS faults.
+`--accounts N` (1-5) serves several accounts, each with its own admin keys; cross-account AssumeRole needs the
+caller account's identity policy and the target account's trust, as on AWS (moto checks neither).
 `/_roleops/calls` counts API calls (every mutating one by name) and IMDS requests; `/_roleops/hold` holds back
 one mutating call, so that a test can kill its caller at an exact step (see calls.py).
 """
@@ -16,9 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Faults", "Sandbox", "SandboxInstance", "run_forever"]
+__all__ = ["Faults", "Sandbox", "SandboxAccount", "SandboxInstance", "run_forever"]
 
-_HOMES = {"Faults": ".faults", "Sandbox": ".server", "SandboxInstance": ".server", "run_forever": ".foreground"}
+_HOMES = {
+    "Faults": ".faults",
+    "Sandbox": ".server",
+    "SandboxAccount": ".server",
+    "SandboxInstance": ".server",
+    "run_forever": ".foreground",
+}
 
 
 def __getattr__(name: str) -> Any:

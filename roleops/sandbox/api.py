@@ -3,12 +3,14 @@
 Like moto's own responses layer, a refusal anywhere below is raised as an `ApiError` and turned into the
 service's error document in one place (`ApiInterceptor.handle`), in EC2's, the query protocol's or the JSON
 protocol's shape. SSM Run Command is the sandbox's own (ssm.py), behind a SigV4 check: it runs commands on
-this host.
+this host. What the sandbox reads or records about IAM and EC2 is read in the request's account, found as moto
+finds it (see `ApiInterceptor._account_of`).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import random
 import time
 from typing import Any
@@ -115,10 +117,12 @@ class ApiInterceptor:
             if service == "ec2" and action == "CreateLaunchTemplateVersion":
                 self._inherit_source_version(request)
             if service == "iam" and action == "RemoveRoleFromInstanceProfile":
-                self._check_role_in_profile(request)
+                self._check_role_in_profile(request, self._account_of(request))
             response = self._forward(request)
             if response.status == 200 and service == "iam":
                 self._after_iam(request)
+            elif response.status == 200 and service == "cloudformation":
+                self._after_cloudformation()
             return response
 
     def _run_command(self, request: ApiRequest, action: str) -> Response:
@@ -131,8 +135,30 @@ class ApiInterceptor:
         with self.world.lock:
             return self.world.signing_key(access_key_id)
 
+    def _account_of(self, request: ApiRequest) -> str:
+        """The account moto serves this request in, decided as moto decides it: its MOTO_ACCOUNT_ID override,
+        then the `x-moto-account-id` header, then the account holding the signing key, else the default one."""
+        override = os.environ.get("MOTO_ACCOUNT_ID") or request.header("x-moto-account-id")
+        if override:
+            return override
+        found = self.world.account_of_key(request.access_key_id) if request.access_key_id else None
+        return found or self.world.account_id
+
     def _forward(self, request: ApiRequest) -> Response:
-        app_iter, status, headers = run_wsgi_app(self._moto_app, request.environ, buffered=True)
+        try:
+            app_iter, status, headers = run_wsgi_app(self._moto_app, request.environ, buffered=True)
+        except Exception as exc:
+            if request.target is None and not request.action:
+                raise  # a REST protocol's call: the server's catch-all answers it
+            # moto crashes on input it does not validate (e.g. a CloudFormation role without its
+            # AssumeRolePolicyDocument), input AWS refuses or rolls back. Answer in the protocol's shape, so that an
+            # SDK reads the error instead of failing to parse the body, and as a refusal (400), so that it does not
+            # retry into what moto may have half applied.
+            raise ApiError(
+                "ValidationError",
+                f"the sandbox's moto could not serve {request.action} ({type(exc).__name__}: {exc}); "
+                "it may be half applied",
+            ) from exc
         try:
             body = b"".join(app_iter)
         finally:
@@ -140,10 +166,10 @@ class ApiInterceptor:
                 app_iter.close()
         return Response(int(status.split()[0]), body, tuple(headers.to_wsgi_list()))
 
-    def _check_role_in_profile(self, request: ApiRequest) -> None:
+    def _check_role_in_profile(self, request: ApiRequest, account: str) -> None:
         """IAM answers NoSuchEntity for a role the profile does not hold; moto crashes on list.remove."""
         profile_name, role_name = request.params.get("InstanceProfileName", ""), request.params.get("RoleName", "")
-        profile = self.world.profile_by_name(profile_name)
+        profile = self.world.profile_by_name(profile_name, account)
         if profile is None or any(r.name == role_name for r in profile.roles):
             return  # moto answers a missing profile itself
         raise ApiError(
@@ -155,21 +181,30 @@ class ApiInterceptor:
     def _after_iam(self, request: ApiRequest) -> None:
         world, params = self.world, request.params
         if request.action in ("CreateRole", "UpdateAssumeRolePolicy"):
-            role = world.role_by_name(params.get("RoleName", ""))
+            # The role of the request's account: a role of the same name elsewhere is another role.
+            role = world.role_by_name(params.get("RoleName", ""), self._account_of(request))
             if role is not None:
                 world.record_trust(role)
         elif request.action == "CreateInstanceProfile":
-            world.profile_created[params.get("InstanceProfileName", "").lower()] = time.monotonic()
+            key = _profile_key(self._account_of(request), params.get("InstanceProfileName", ""))
+            world.profile_created[key] = time.monotonic()
         elif request.action == "CreateAccessKey":
             world.harvest_secrets()
+
+    def _after_cloudformation(self) -> None:
+        """CloudFormation (stacks, StackSet instances in any account) makes IAM entities inside moto, past IAM's
+        API and _after_iam: mend what moto stores unlike IAM, and let STS's trust propagation see the new trusts."""
+        self.world.mend_inline_policies()
+        self.world.record_unseen_trusts()
 
     def _associate(self, request: ApiRequest) -> Response:
         """EC2 calls that name an instance profile: IAM's propagation delay, then moto."""
         world, params = self.world, request.params
+        account = self._account_of(request)
         name, by_arn = params.get("IamInstanceProfile.Name"), False
         if not name and params.get("IamInstanceProfile.Arn"):
             name, by_arn = arns.name_of(params["IamInstanceProfile.Arn"]), True
-        created = world.profile_created.get((name or "").lower())
+        created = world.profile_created.get(_profile_key(account, name or ""))
         if created is not None and time.monotonic() - created < world.faults.profile_propagation_delay:
             value = params["IamInstanceProfile.Arn"] if by_arn else name
             field, what = ("arn", "ARN") if by_arn else ("name", "name")
@@ -181,7 +216,7 @@ class ApiInterceptor:
         instance_id = params.get("InstanceId")
         replaced = None
         if request.action == "ReplaceIamInstanceProfileAssociation":
-            for association in world.ec2().iam_instance_profile_associations.values():
+            for association in world.ec2(account).iam_instance_profile_associations.values():
                 if association.association_id == params.get("AssociationId"):
                     instance_id, replaced = association.instance_id, association
         response = self._forward(request)
@@ -214,7 +249,7 @@ class ApiInterceptor:
             return
         from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
 
-        ec2 = self.world.ec2()
+        ec2 = self.world.ec2(self._account_of(request))
         template_id = params.get("LaunchTemplateId") or ec2.launch_template_name_to_ids.get(
             params.get("LaunchTemplateName", "")
         )
@@ -243,7 +278,7 @@ class ApiInterceptor:
         if not request.form:
             return
         try:
-            instance = self.world.ec2().get_instance(request.params.get("InstanceId", ""))
+            instance = self.world.ec2(self._account_of(request)).get_instance(request.params.get("InstanceId", ""))
         except Exception:  # noqa: BLE001 - moto answers the unknown instance itself
             return
         params = dict(request.params)
@@ -252,6 +287,11 @@ class ApiInterceptor:
             if param not in params and getattr(current, attribute, None) is not None:
                 params[param] = str(getattr(current, attribute))
         request.replace_params(params)
+
+
+def _profile_key(account: str, name: str) -> tuple[str, str]:
+    # Instance profile names are case-insensitive and unique per account, not across accounts.
+    return account, name.lower()
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,8 @@
 """Sandbox (product, offline): the `roleops sandbox` command — its flags, their ranges, and its run.
 
 Light to import (argparse only): `roleops --help` builds this parser without loading moto or werkzeug. Fault
-ranges are `Faults`' own; this module owns the rest (port, instance count) and maps each fault field to its flag.
+ranges are `Faults`' own; this module owns the rest (port, instance and account counts) and maps each fault field
+to its flag.
 `roleops sandbox ...` (roleops.cli) and `python -m roleops.sandbox ...` (main below) share it.
 """
 
@@ -17,6 +18,9 @@ from roleops.errors import RoleOpsError, UsageError
 
 MAX_PORT = 65535
 MAX_INSTANCES = 200  # instances the sandbox launches at start or on POST /_roleops/instances (the contract: 0-200)
+# Accounts the sandbox serves (the contract: 1-5). len(state.ACCOUNT_IDS), written out here so that building this
+# parser loads no moto; a test holds the two equal.
+MAX_ACCOUNTS = 5
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--instances", type=int, default=1, help=f"how many sandbox instances to launch (0-{MAX_INSTANCES})"
     )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        help=f"how many AWS accounts, each with its own admin keys (1-{MAX_ACCOUNTS}; the first is the default)",
+    )
     for f in FAULT_FLAGS:
         if f.metavar is None:  # a switch
             parser.add_argument(f.flag, action="store_true", help=f.help)
@@ -66,6 +76,8 @@ def run(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> int:
         raise UsageError(f"invalid --port {args.port}", f"a port is 0-{MAX_PORT} (0 picks a free one)")
     if not 0 <= args.instances <= MAX_INSTANCES:
         raise UsageError(f"invalid --instances {args.instances}", f"the sandbox launches 0-{MAX_INSTANCES} instances")
+    if not 1 <= args.accounts <= MAX_ACCOUNTS:
+        raise UsageError(f"invalid --accounts {args.accounts}", f"the sandbox serves 1-{MAX_ACCOUNTS} accounts")
     from .faults import Faults
 
     values = {f.field: getattr(args, _dest(f.flag)) for f in FAULT_FLAGS}
@@ -79,6 +91,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> int:
     return run_forever(
         port=args.port,
         instances=args.instances,
+        accounts=args.accounts,
         output=args.output,
         faults=Faults(**values),
         seed=args.seed,

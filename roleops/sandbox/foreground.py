@@ -17,7 +17,8 @@ _WAKE_SECONDS = 0.5
 
 def render_table(info: dict[str, Any]) -> str:
     """`export` lines for a shell; the per-instance IMDS lines are commented so the user picks one
-    (and unsets the admin keys, which would otherwise win over instance metadata)."""
+    (and unsets the admin keys, which would otherwise win over instance metadata), and so are the other
+    accounts' admin keys (the exported ones are the first, default account's)."""
     lines = [
         f"export AWS_ENDPOINT_URL={shlex.quote(info['endpoint_url'])}",
         f"export AWS_DEFAULT_REGION={shlex.quote(info['region'])}",
@@ -29,6 +30,15 @@ def render_table(info: dict[str, Any]) -> str:
     for instance in info["instances"]:
         lines.append(f"# {instance['instance_id']}")
         lines.append(f"# export AWS_EC2_METADATA_SERVICE_ENDPOINT={shlex.quote(instance['metadata_endpoint'])}")
+    others = info.get("accounts", [])[1:]
+    if others:
+        lines.append("# To act as the admin of another account, export its keys instead:")
+    for account in others:
+        lines.append(f"# account {account['account_id']}")
+        lines.append(
+            f"# export AWS_ACCESS_KEY_ID={shlex.quote(account['access_key_id'])} "
+            f"AWS_SECRET_ACCESS_KEY={shlex.quote(account['secret_access_key'])}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -41,13 +51,14 @@ def run_forever(
     stdout: TextIO,
     stderr: TextIO,
     seed: int = 0,
+    accounts: int = 1,
 ) -> int:
     """Serve until SIGINT or SIGTERM; a clean stop returns 0 (Ctrl-C included: it is how one stops it)."""
     if output not in ("json", "table"):
         stderr.write(f"roleops sandbox: unknown output {output!r}: use table or json. Nothing was started.\n")
         return 2
     try:
-        sandbox = Sandbox(port=port, instances=instances, faults=faults, seed=seed)
+        sandbox = Sandbox(port=port, instances=instances, faults=faults, seed=seed, accounts=accounts)
     except ValueError as exc:
         stderr.write(f"roleops sandbox: {exc}. Nothing was started.\n")
         return 2

@@ -69,6 +69,22 @@ class InstanceOptions:
 
 
 @dataclass(frozen=True)
+class SandboxAccount:
+    """One of the sandbox's accounts and its admin's long-term keys (the same across resets)."""
+
+    account_id: str
+    access_key_id: str
+    secret_access_key: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "account_id": self.account_id,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+        }
+
+
+@dataclass(frozen=True)
 class SandboxInstance:
     instance_id: str
     metadata_endpoint: str
@@ -105,6 +121,7 @@ class Sandbox:
         region: str = "us-east-1",
         faults: Faults | None = None,
         seed: int = 0,
+        accounts: int = 1,
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be 0-65535, not {port!r}")
@@ -114,7 +131,8 @@ class Sandbox:
         self.region = region
         self.seed = seed
         self._initial_instances = instances
-        self.world = World(region=region, faults=faults or Faults())
+        # World owns the account ids, and refuses a count outside 1-len(ACCOUNT_IDS) (ValueError).
+        self.world = World(region=region, faults=faults or Faults(), accounts=accounts)
         self.imds = Imds(self.world, seed=seed + 1)
         self.calls = CallLedger()
         self.ssm = RunCommand(self.world, lambda: self.instances)
@@ -125,14 +143,22 @@ class Sandbox:
         self.instances: list[SandboxInstance] = []
         self._image_id: str | None = None
         self.endpoint_url = ""
-        self.access_key_id = ""
-        self.secret_access_key = ""
+        self.accounts: list[SandboxAccount] = []  # the first is the default account (access_key_id below)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
     @property
     def account_id(self) -> str:
         return self.world.account_id
+
+    @property
+    def access_key_id(self) -> str:
+        """The default account's admin key id ("" before start)."""
+        return self.accounts[0].access_key_id if self.accounts else ""
+
+    @property
+    def secret_access_key(self) -> str:
+        return self.accounts[0].secret_access_key if self.accounts else ""
 
     def start(self) -> Sandbox:
         global _active
@@ -203,6 +229,7 @@ class Sandbox:
             "access_key_id": self.access_key_id,
             "secret_access_key": self.secret_access_key,
             "instances": [i.to_json() for i in self.instances],
+            "accounts": [a.to_json() for a in self.accounts],
         }
 
     def env(self) -> dict[str, str]:
@@ -255,10 +282,10 @@ class Sandbox:
         return self.calls.hold_json()
 
     def reset(self, *, seed: int | None = None) -> None:
-        """A fresh account: moto reset, the same admin keys, and as many fresh instances as at start, each with
-        a metadata port of its own (the old instances' ports close: they are never reused for another instance).
-        Fault settings are sandbox settings, not account state: they stay. Call counts and the hold are the
-        account's: they go. The fault dice restart from `seed` (default: the sandbox's seed)."""
+        """Fresh accounts: moto reset, the same admin keys in every account, and as many fresh instances as at
+        start, each with a metadata port of its own (the old instances' ports close: they are never reused for
+        another instance). Fault settings are sandbox settings, not account state: they stay. Call counts and the
+        hold are the accounts': they go. The fault dice restart from `seed` (default: the sandbox's seed)."""
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise ValueError(f"seed must be a whole number, not {seed!r}")
@@ -275,6 +302,7 @@ class Sandbox:
     # --- account set-up (in process, through moto's backends) ---------------------------------------
 
     def _fresh_account(self, *, keep_admin_keys: bool) -> None:
+        """moto reset (every account at once), then each account's admin user with its keys."""
         from moto.moto_api._internal.models import moto_api_backend
 
         moto_api_backend.reset()
@@ -282,15 +310,24 @@ class Sandbox:
         if self._api is not None:
             self._api.reset(self.seed)
         self.imds.reset()
-        iam = self.world.iam()
+        previous = {a.account_id: a for a in self.accounts} if keep_admin_keys else {}
+        self.accounts = [self._admin(account, previous.get(account)) for account in self.world.account_ids]
+
+    def _admin(self, account_id: str, keep: SandboxAccount | None) -> SandboxAccount:
+        """The account's admin user (ADMIN_USER, allowed everything) and its access key: `keep`'s keys when given,
+        so that the keys the user already exported keep working across a reset."""
+        iam = self.world.iam(account_id)
         iam.create_user(self.region, ADMIN_USER)
         iam.put_user_policy(ADMIN_USER, "sandbox-admin-all", json.dumps(ADMIN_POLICY))
         key = iam.create_access_key(ADMIN_USER)
-        if keep_admin_keys and self.access_key_id:
-            # The keys the user already exported keep working across a reset.
-            key.access_key_id, key.secret_access_key = self.access_key_id, self.secret_access_key
-        self.access_key_id, self.secret_access_key = key.access_key_id, key.secret_access_key
-        self.world.issued.add(self.secret_access_key)
+        if keep is not None:
+            # moto finds a request's account by the key id in its backend's key table: re-key the entry too, or
+            # a kept key of a second account would act in the default one.
+            iam.access_keys.pop(key.access_key_id, None)
+            key.access_key_id, key.secret_access_key = keep.access_key_id, keep.secret_access_key
+            iam.access_keys[key.access_key_id] = key
+        self.world.issued.add(key.secret_access_key)
+        return SandboxAccount(account_id, key.access_key_id, key.secret_access_key)
 
     def _launch_instances(self, count: int, options: InstanceOptions | None = None) -> list[SandboxInstance]:
         """`count` instances, each through moto's RunInstances, with a metadata port of its own, registered with SSM.
@@ -375,4 +412,4 @@ def _default_image_id(ec2: Any) -> str:
     return images[0].id if images else "ami-12c6146b"  # moto accepts any id unless AMI validation is on
 
 
-__all__ = ["InstanceOptions", "Sandbox", "SandboxInstance"]
+__all__ = ["InstanceOptions", "Sandbox", "SandboxAccount", "SandboxInstance"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -15,7 +16,10 @@ from roleops.policies import parse_document
 from .faults import Faults
 from .wire import SigningKey
 
-ACCOUNT_ID = "123456789012"  # moto's default account; access keys moto mints map to it
+# The sandbox's accounts, in order: the first is moto's default (where instances, IMDS and anything signed with
+# an unknown key live); `--accounts N` uses the first N. Fixed, so that tests and docs can name them.
+ACCOUNT_IDS: tuple[str, ...] = ("123456789012", "234567890123", "345678901234", "456789012345", "567890123456")
+ACCOUNT_ID = ACCOUNT_IDS[0]
 PARTITION = "aws"
 ADMIN_USER = "sandbox-admin"
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -58,9 +62,12 @@ class World:
     moto's backends are process globals and not thread-safe; every reader and writer holds `lock`.
     """
 
-    def __init__(self, *, region: str, faults: Faults) -> None:
+    def __init__(self, *, region: str, faults: Faults, accounts: int = 1) -> None:
+        if isinstance(accounts, bool) or not isinstance(accounts, int) or not 1 <= accounts <= len(ACCOUNT_IDS):
+            raise ValueError(f"accounts must be 1-{len(ACCOUNT_IDS)}, not {accounts!r}")
         self.region = region
-        self.account_id = ACCOUNT_ID
+        self.account_ids: tuple[str, ...] = ACCOUNT_IDS[:accounts]
+        self.account_id = self.account_ids[0]  # the default account: instances, IMDS, SSM
         self.lock = threading.RLock()
         self.faults = faults
         self.issued: set[str] = set()
@@ -69,7 +76,7 @@ class World:
     def clear_tracking(self) -> None:
         # time.monotonic() for delays: wall-clock jumps must not shorten or stretch a propagation delay.
         self.trust_history: dict[str, deque[tuple[float, dict | None]]] = {}
-        self.profile_created: dict[str, float] = {}
+        self.profile_created: dict[tuple[str, str], float] = {}  # (account, lower-case name) → created
         self.associated_at: dict[str, float] = {}
         self.associated_wall: dict[str, datetime] = {}
         self.imds_tokens: dict[str, tuple[str, float]] = {}
@@ -78,40 +85,69 @@ class World:
 
     # --- moto backends (looked up every time: moto's reset replaces them) -------------------------
 
-    def iam(self) -> Any:
+    def iam(self, account: str | None = None) -> Any:
         from moto.iam.models import iam_backends
 
-        return iam_backends[self.account_id][PARTITION]
+        return iam_backends[account or self.account_id][PARTITION]
 
-    def ec2(self) -> Any:
+    def ec2(self, account: str | None = None) -> Any:
         from moto.ec2.models import ec2_backends
 
-        return ec2_backends[self.account_id][self.region]
+        return ec2_backends[account or self.account_id][self.region]
 
-    def sts(self) -> Any:
+    def sts(self, account: str | None = None) -> Any:
         from moto.sts.models import sts_backends
 
-        return sts_backends[self.account_id][PARTITION]
+        return sts_backends[account or self.account_id][PARTITION]
+
+    def _iam_if_known(self, account: str) -> Any | None:
+        """The IAM backend of an account moto already knows (a sandbox account, or one a request named): a lookup
+        must not make moto build a backend (all AWS managed policies) for any account id an ARN names."""
+        from moto.iam.models import iam_backends
+
+        if account not in self.account_ids and account not in list(iam_backends.keys()):
+            return None
+        return self.iam(account)
+
+    # --- accounts -----------------------------------------------------------------------------------
+
+    def account_of_key(self, access_key_id: str) -> str | None:
+        """The account an access key acts in, as moto decides it from the key: a session's is its role's account
+        (moto mints it there), a user key's its user's. None for a key no account holds."""
+        session = self._session_of_key(access_key_id)
+        if session is not None:
+            return str(session.account_id)
+        user = self._user_of_key(access_key_id)
+        return str(user.account_id) if user is not None else None
 
     # --- IAM lookups --------------------------------------------------------------------------------
 
-    def role_by_name(self, name: str) -> Any | None:
-        for role in list(self.iam().roles.values()):
+    def role_by_name(self, name: str, account: str | None = None) -> Any | None:
+        for role in list(self.iam(account).roles.values()):
             if role.name == name:
                 return role
         return None
 
     def role_by_arn(self, arn: str) -> Any | None:
-        for role in list(self.iam().roles.values()):
+        """The role an ARN names, looked up in the ARN's own account (None: no such role there)."""
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or not parts[4]:
+            return None
+        iam = self._iam_if_known(parts[4])
+        if iam is None:
+            return None
+        for role in list(iam.roles.values()):
             if role.arn == arn:
                 return role
         return None
 
-    def profile_by_name(self, name: str) -> Any | None:
-        return self.iam().instance_profiles.get(name)
+    def profile_by_name(self, name: str, account: str | None = None) -> Any | None:
+        return self.iam(account).instance_profiles.get(name)
 
-    def managed_policy(self, arn: str) -> NamedPolicy | None:
-        policy = self.iam().managed_policies.get(arn)
+    def managed_policy(self, arn: str, account: str | None = None) -> NamedPolicy | None:
+        # moto keeps AWS managed policies (arn:aws:iam::aws:policy/...) in every account's backend, and customer
+        # managed ones in their account's: the attaching entity's account holds both.
+        policy = self.iam(account).managed_policies.get(arn)
         if policy is None:
             return None
         for version in policy.versions:
@@ -125,7 +161,7 @@ class World:
             for name, doc in entity.policies.items()
         ]
         for arn in list(entity.managed_policies):
-            if (named := self.managed_policy(arn)) is not None:
+            if (named := self.managed_policy(arn, entity.account_id)) is not None:
                 found.append(NamedPolicy(name=f"{label}{named.name}", document=named.document))
         return found
 
@@ -134,7 +170,7 @@ class World:
 
     def identity_policies_of_user(self, user: Any) -> list[NamedPolicy]:
         policies = self._policies_of(user, "")
-        for group in self.iam().get_groups_for_user(user.name):
+        for group in self.iam(user.account_id).get_groups_for_user(user.name):
             policies.extend(self._policies_of(group, f"group:{group.name}:"))
         return policies
 
@@ -143,11 +179,34 @@ class World:
         if not arn:
             return None
         # A boundary naming a policy that no longer exists allows nothing.
-        return self.managed_policy(arn) or NamedPolicy(name=f"boundary:{arn}", document={})
+        return self.managed_policy(arn, role.account_id) or NamedPolicy(name=f"boundary:{arn}", document={})
+
+    def _session_of_key(self, access_key_id: str) -> Any | None:
+        """The moto STS session (of any account) an access key belongs to."""
+        from moto.sts.models import sts_backends
+
+        for account in list(sts_backends.keys()):
+            for backend in list(sts_backends[account].values()):
+                session = backend.get_assumed_role_from_access_key(access_key_id)
+                if session is not None:
+                    return session
+        return None
+
+    def _user_of_key(self, access_key_id: str) -> Any | None:
+        """The IAM user (of any account) holding an access key."""
+        from moto.iam.models import iam_backends
+
+        for account in list(iam_backends.keys()):
+            for backend in list(iam_backends[account].values()):
+                user = backend.get_user_from_access_key_id(access_key_id)
+                if user is not None:
+                    return user
+        return None
 
     def resolve_caller(self, access_key_id: str) -> Caller | None:
-        """The principal behind an access key: a moto STS session or an IAM user's key."""
-        session = self.sts().get_assumed_role_from_access_key(access_key_id)
+        """The principal behind an access key, in any account: a moto STS session or an IAM user's key. Its
+        identity policies are its own account's (a session's role lives in the session's account)."""
+        session = self._session_of_key(access_key_id)
         if session is not None:
             role = self.role_by_arn(session.role_arn)
             expiration = session.expiration.replace(tzinfo=timezone.utc)
@@ -170,8 +229,7 @@ class World:
                 expired=expiration <= now_utc(),
                 session_token=session.session_token,
             )
-        iam = self.iam()
-        user = iam.get_user_from_access_key_id(access_key_id)
+        user = self._user_of_key(access_key_id)
         if user is None:
             return None
         key = next(k for k in user.access_keys if k.access_key_id == access_key_id)
@@ -190,24 +248,17 @@ class World:
     def signing_key(self, access_key_id: str) -> SigningKey | None:
         """The secret (and session token) a request signed with `access_key_id` must have been signed with, in any
         account: an STS session moto minted (AssumeRole, the instances' roles) or an active IAM user key (the
-        admin's). None for a key id the sandbox never issued, or an inactive key."""
-        from moto.iam.models import iam_backends
-        from moto.sts.models import sts_backends
-
-        for account in list(sts_backends.keys()):
-            for backend in list(sts_backends[account].values()):
-                session = backend.get_assumed_role_from_access_key(access_key_id)
-                if session is not None:
-                    expiration = session.expiration.replace(tzinfo=timezone.utc)
-                    return SigningKey(session.secret_access_key, session.session_token, expiration <= now_utc())
-        for account in list(iam_backends.keys()):
-            for backend in list(iam_backends[account].values()):
-                user = backend.get_user_from_access_key_id(access_key_id)
-                if user is None:
-                    continue
-                for key in list(user.access_keys):
-                    if key.access_key_id == access_key_id and key.status == "Active":
-                        return SigningKey(key.secret_access_key)
+        admins'). None for a key id the sandbox never issued, or an inactive key."""
+        session = self._session_of_key(access_key_id)
+        if session is not None:
+            expiration = session.expiration.replace(tzinfo=timezone.utc)
+            return SigningKey(session.secret_access_key, session.session_token, expiration <= now_utc())
+        user = self._user_of_key(access_key_id)
+        if user is None:
+            return None
+        for key in list(user.access_keys):
+            if key.access_key_id == access_key_id and key.status == "Active":
+                return SigningKey(key.secret_access_key)
         return None
 
     # --- trust propagation --------------------------------------------------------------------------
@@ -215,6 +266,31 @@ class World:
     def record_trust(self, role: Any) -> None:
         history = self.trust_history.setdefault(role.id, deque(maxlen=TRUST_HISTORY_PER_ROLE))
         history.append((time.monotonic(), parse_policy(role.assume_role_policy_document)))
+
+    def mend_inline_policies(self) -> None:
+        """Store every inline policy as the JSON text IAM's API stores. moto's CloudFormation keeps an
+        AWS::IAM::Role's `Policies` as the template's dict, which GetRolePolicy then answers as Python's repr
+        (single quotes: no JSON an SDK or roleops can read)."""
+        from moto.iam.models import iam_backends
+
+        for account in list(iam_backends.keys()):
+            iam = self.iam(account)
+            for entity in [*iam.roles.values(), *iam.users.values(), *iam.groups.values()]:
+                for name, document in list(entity.policies.items()):
+                    if not isinstance(document, str):
+                        entity.policies[name] = json.dumps(document)
+
+    def record_unseen_trusts(self) -> None:
+        """Record the live trust of every role (of every account moto knows) that the history has not seen: roles
+        made or changed inside moto (CloudFormation) rather than through IAM's API, so that STS's trust propagation
+        delay applies to them as to any other new trust."""
+        from moto.iam.models import iam_backends
+
+        for account in list(iam_backends.keys()):
+            for role in list(self.iam(account).roles.values()):
+                history = self.trust_history.get(role.id)
+                if not history or history[-1][1] != parse_policy(role.assume_role_policy_document):
+                    self.record_trust(role)
 
     def effective_trust(self, role: Any) -> dict | None:
         """The trust policy STS honours now: the live one, or, while a change propagates, the one
@@ -235,16 +311,19 @@ class World:
     # --- secrets ------------------------------------------------------------------------------------
 
     def harvest_secrets(self) -> None:
-        """Remember every secret moto holds now (moto's reset would forget them)."""
+        """Remember every secret moto holds now, in every account (moto's reset would forget them)."""
+        from moto.iam.models import iam_backends
         from moto.sts.models import sts_backends
 
         for account in list(sts_backends.keys()):
             for backend in list(sts_backends[account].values()):
                 for session in list(backend.assumed_roles):
                     self.issued.update((session.secret_access_key, session.session_token))
-        for user in list(self.iam().users.values()):
-            for key in list(user.access_keys):
-                self.issued.add(key.secret_access_key)
+        for account in list(iam_backends.keys()):
+            for backend in list(iam_backends[account].values()):
+                for user in list(backend.users.values()):
+                    for key in list(user.access_keys):
+                        self.issued.add(key.secret_access_key)
 
     # --- IMDS tokens --------------------------------------------------------------------------------
 

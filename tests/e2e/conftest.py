@@ -392,3 +392,47 @@ def run_shell(ssm: Any, commands: list[str], *, instance_ids: list[str] | None =
         kwargs["InstanceIds"] = instance_ids
     sent = ssm.send_command(DocumentName="AWS-RunShellScript", Parameters=parameters, **kwargs)
     return sent["Command"]["CommandId"]
+
+
+# --- a test module's own sandbox process, several accounts (tests/e2e/test_sandbox_accounts.py, ...) -------------
+
+
+def own_sandbox(stderr_path: Path, *args: str) -> Iterator[SandboxProcess]:
+    """`python -m roleops.sandbox --port 0 --output json ARGS` for one test module (a generator for a module-scoped
+    fixture): stopped at the end, its issued secrets handed to the suite-wide leak check like the session sandbox's
+    (every account's admin secret apart: `roleops sandbox` prints them by contract), its stderr log searched too."""
+    proc, lines = start_sandbox_process("--port", "0", "--output", "json", *args, stderr_path=stderr_path)
+    try:
+        if not lines:
+            pytest.fail(f"sandbox printed no JSON line within {START_TIMEOUT:g}s: {stderr_path.read_text()[-2000:]}")
+        process = SandboxProcess(proc, json.loads(lines[0]), stderr_path)
+        yield process
+        admins = {a["secret_access_key"] for a in process.info.get("accounts", [])} | {
+            process.info["secret_access_key"]
+        }
+        leakcheck.SECRETS.update(process.secrets() - admins)
+    finally:
+        stop_process(proc)
+        leakcheck.record("sandbox stderr log", stderr_path.read_text(errors="replace") if stderr_path.exists() else "")
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def admin_keys(sb: SandboxProcess, index: int) -> dict[str, str]:
+    """The admin keys of the sandbox's `index`-th account (0: the default), as `SandboxProcess.client` takes them."""
+    account = sb.info["accounts"][index]
+    return {"access_key_id": account["access_key_id"], "secret_access_key": account["secret_access_key"]}
+
+
+@pytest.fixture(scope="session")
+def sandbox2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """One two-account sandbox for the suite (cross-account tests, CloudFormation and StackSets)."""
+    yield from own_sandbox(tmp_path_factory.mktemp("accounts") / "stderr.log", "--accounts", "2")
+
+
+@pytest.fixture
+def sb2(sandbox2: SandboxProcess) -> SandboxProcess:
+    """Fresh accounts (and fault settings off) for each test."""
+    sandbox2.set_faults(**DEFAULT_FAULTS)
+    sandbox2.reset()
+    return sandbox2

@@ -54,6 +54,7 @@ COVERED = {
     "verify": "test_verify_on_the_instance_with_debug",
     "creds": "test_creds_on_the_instance_with_debug",
     "doctor": "test_doctor_with_debug",
+    "export": "test_export_with_debug",
     "smoke": "test_smoke_with_debug",
     "demo": "test_demo_with_debug",
     "sandbox": "test_sandbox_with_debug",
@@ -173,6 +174,16 @@ def test_teardown_with_debug(sb, record):
     args = ["teardown", "--instance-role", INSTANCE_ROLE, "--assumable-role", ASSUMED_ROLE]
     proc = roleops_debug(record, env, *args, "--instance-id", sb.instance_id)
     assert_debug_clean(sb, proc, code=0, token=token)
+
+
+def test_export_with_debug(sb, record):
+    """export asks STS for the instance role's account (the StackSet parameter's default) with a session."""
+    env, token = admin_env_and_token(sb)
+    target = "234567890123"
+    args = ["export", "--instance-role", INSTANCE_ROLE, "--assumable-role", f"arn:aws:iam::{target}:role/Deploy"]
+    proc = roleops_debug(record, env, *args, "--target-account", target, "--format", "cloudformation")
+    assert_debug_clean(sb, proc, code=0, token=token)
+    assert json.loads(proc.stdout)["Parameters"]["InstanceRoleArn"]["Default"].endswith(f":role/{INSTANCE_ROLE}")
 
 
 # --- the commands run on the instance, with the instance role's session ------------------------------------

@@ -183,9 +183,10 @@ import io, json, sys
 from roleops.demo import run_demo
 
 runs, secrets = [], set()
-for output in ("table", "json"):
+for output, cross in (("table", False), ("json", True), ("table", True)):
     out, err = io.StringIO(), io.StringIO()
-    code = run_demo(output=output, stdout=out, stderr=err, before_stop=lambda sb: secrets.update(sb.issued_secrets()))
+    code = run_demo(output=output, stdout=out, stderr=err, cross_account=cross,
+                    before_stop=lambda sb: secrets.update(sb.issued_secrets()))
     runs.append({"output": output, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
 with open(sys.argv[1], "w") as f:
     json.dump({"runs": runs, "secrets": sorted(secrets)}, f)
@@ -206,5 +207,21 @@ def test_demo_prints_no_secret_its_sandbox_issued(record, tmp_path: Path):
         assert item["code"] == 0, item["stderr"]
         for stream in ("stdout", "stderr"):
             assert not [s for s in secrets if s in item[stream]], f"a secret appears in the {item['output']} {stream}"
-    assert_demo_json(json.loads(probe["runs"][1]["stdout"]))
     assert "****(secret, not shown" in probe["runs"][0]["stdout"]  # the credential document is shown, masked
+    # `roleops demo --cross-account`: the second act assumes the role in the second account, each side made and
+    # removed in its own account, beside the aws commands (with the second account's profile)
+    document = json.loads(probe["runs"][1]["stdout"])
+    assert document["ok"] is True
+    verifies = [s["verify"] for s in document["steps"] if "verify" in s]
+    arns = [s["arn"] for v in verifies for s in v["steps"] if s["step"].startswith("assumed-caller:")]
+    assert arns == [
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/{ASSUMED_ROLE}/MySession",
+        f"arn:aws:sts::234567890123:assumed-role/{ASSUMED_ROLE}/MySession",
+    ]
+    teardown = document["steps"][-1]
+    assert "--profile account-b" in teardown["aws"]
+    assert {(c["resource"], c["account"]) for c in teardown["changes"] if c["action"] == "delete"} >= {
+        (f"role {ASSUMED_ROLE}", "234567890123"),
+        ("role ExampleRole", ACCOUNT),
+    }
+    assert "Second act" in probe["runs"][2]["stdout"] and "234567890123" in probe["runs"][2]["stdout"]

@@ -109,14 +109,19 @@ def _default_sigint() -> None:
 
 
 def killed_at_hold(
-    sb: SandboxProcess, rec: Callable[..., None], k: int, args: list[str], sig: int = signal.SIGKILL
+    sb: SandboxProcess,
+    rec: Callable[..., None],
+    k: int,
+    args: list[str],
+    sig: int = signal.SIGKILL,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run roleops until its (k+1)-th mutating call is held by the sandbox, send `sig` there; the hold's state
-    (with the process's exit code and stderr under "exit" and "stderr")."""
+    """Run roleops (in `env`, default the admin's) until its (k+1)-th mutating call is held by the sandbox, send
+    `sig` there; the hold's state (with the process's exit code and stderr under "exit" and "stderr")."""
     sb.control("POST", "hold", {"after_mutations": k, "timeout": HOLD_SECONDS})
     proc = subprocess.Popen(
         roleops_argv(*args),
-        env=sb.env(),
+        env=env or sb.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -311,7 +311,15 @@ def test_sdk_pointed_at_the_api_port_finds_no_credentials(sb):
 
 def test_info_shape_and_reset_keeps_admin_keys(sb):
     info = sb.control("GET", "info")
-    assert set(info) == {"endpoint_url", "region", "account_id", "access_key_id", "secret_access_key", "instances"}
+    assert set(info) == {
+        "endpoint_url",
+        "region",
+        "account_id",
+        "access_key_id",
+        "secret_access_key",
+        "instances",
+        "accounts",
+    }
     assert info["endpoint_url"].startswith("http://127.0.0.1:")
     assert info["account_id"] == ACCOUNT
     assert [set(i) for i in info["instances"]] == [{"instance_id", "metadata_endpoint"}]

@@ -25,6 +25,37 @@ CASES: list[tuple[str, list[str], str]] = [
     ),
     ("assumable is instance role", ["setup", "--instance-role", "R", "--assumable-role", "R"], "--assumable-role"),
     ("missing assumable", ["setup", "--instance-role", "R"], "--assumable-role"),
+    # setup / teardown / doctor: other accounts
+    (
+        "assumable ARN with a short account id",
+        ["setup", "--instance-role", "R", "--assumable-role", "arn:aws:iam::12345:role/T"],
+        "--assumable-role",
+    ),
+    (
+        "assumable ARN of a user",
+        ["setup", "--instance-role", "R", "--assumable-role", "arn:aws:iam::123456789012:user/T"],
+        "--assumable-role",
+    ),
+    (
+        "assumable ARN of an unknown partition",
+        ["teardown", "--instance-role", "R", "--assumable-role", "arn:aws-xx:iam::123456789012:role/T"],
+        "--assumable-role",
+    ),
+    (
+        "target profile with a malformed account id",
+        ["setup", "--instance-role", "R", "--assumable-role", "T", "--target-profile", "1234=prod"],
+        "--target-profile",
+    ),
+    (
+        "target profile empty",
+        ["teardown", "--instance-role", "R", "--target-profile", ""],
+        "--target-profile",
+    ),
+    (
+        "target profile with a bad name",
+        ["doctor", "--instance-id", IID, "--target-profile", "234567890123=bad name"],
+        "--target-profile",
+    ),
     # setup: instance ids
     (
         "instance id no prefix",

@@ -202,13 +202,39 @@ def test_explicit_deny_in_a_managed_policy_is_detached():
     assert f.fix == f.fix_aws == f"aws iam detach-role-policy --role-name {ROLE} --policy-arn {arn}"
 
 
-def test_cross_account_target_gets_no_setup_fix():
-    remote = Target(arn="arn:aws:iam::210987654321:role/Remote", name="Remote", account="210987654321", role=None)
+def test_unreadable_cross_account_target_warns_and_the_setup_fix_names_its_arn_and_account():
+    remote_arn = "arn:aws:iam::210987654321:role/Remote"
+    remote = Target(arn=remote_arn, name="Remote", account="210987654321", role=None, readable=False)
     report = diagnose(gathered(targets=(remote,)))
-    assert find(report, "target:Remote").status is Status.WARN
+    warn = find(report, "target:Remote")
+    assert warn.status is Status.WARN  # never a pass: the trust side is unknown
+    assert f"not readable from account {ACCT}" in warn.detail and "--target-profile" in warn.detail
+    assert not any(f.check == "trust:Remote" for f in report.findings)
     f = find(report, "permission:Remote")
     assert f.status is Status.FAIL
-    assert f.fix == f.fix_aws and f.fix.startswith("aws iam put-role-policy ")  # setup cannot name another account
+    assert shlex.split(f.fix) == [
+        "roleops", "setup", "--instance-role", ROLE, "--assumable-role", remote_arn,
+        "--target-profile", "210987654321=PROFILE",
+    ]  # fmt: skip
+    assert f.fix_aws.startswith("aws iam put-role-policy ")
+
+
+def test_readable_cross_account_trust_failure_names_the_account_and_fixes_with_its_profile():
+    remote_arn = "arn:aws:iam::210987654321:role/Remote"
+    role = {
+        "RoleName": "Remote",
+        "Arn": remote_arn,
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []},
+        "Tags": [{"Key": "roleops:managed", "Value": "true"}],
+    }
+    remote = Target(arn=remote_arn, name="Remote", account="210987654321", role=role, profile="prod")
+    policy = NamedPolicy(name="inline:roleops-assume-roles", document=allow(remote_arn))
+    report = diagnose(gathered(identity_policies=(policy,), targets=(remote,)))
+    assert find(report, "permission:Remote").status is Status.PASS
+    trust = find(report, "trust:Remote")
+    assert trust.status is Status.FAIL and "in account 210987654321" in trust.detail
+    assert shlex.split(trust.fix)[-4:] == ["--assumable-role", remote_arn, "--target-profile", "210987654321=prod"]
+    assert shlex.split(trust.fix_aws)[-2:] == ["--profile", "prod"]  # the aws fix runs in the target's account
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,190 @@
+"""E2E: a secondary role in another account, on a two-account sandbox over real HTTP, through the CLI.
+
+The operator's credentials act in the instance role's account (the sandbox's first); `--target-profile prod`
+names a shared-credentials profile of the second account. The instance stays in the first account, and its
+verify assumes the role in the second, as a build box in a tools account deploys into production.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SandboxProcess, admin_keys
+from test_reliability_interrupt import killed_at_hold
+
+HOME, OTHER = "123456789012", "234567890123"
+INSTANCE_ROLE, TARGET = "BuildBox", "Deploy"
+TARGET_ARN = f"arn:aws:iam::{OTHER}:role/{TARGET}"
+INSTANCE_ROLE_ARN = f"arn:aws:iam::{HOME}:role/{INSTANCE_ROLE}"
+TIMEOUT = 120
+
+
+@pytest.fixture
+def operator(sb2: SandboxProcess, tmp_path: Path) -> dict[str, str]:
+    """The operator's environment: the first account's admin keys, and profiles `prod` (the second account)
+    and `home` (the first, for a wrong-account profile) in a shared credentials file of its own."""
+    creds = tmp_path / "credentials"
+    lines = []
+    for name, index in (("prod", 1), ("home", 0)):
+        keys = admin_keys(sb2, index)
+        lines += [f"[{name}]", f"aws_access_key_id = {keys['access_key_id']}"]
+        lines += [f"aws_secret_access_key = {keys['secret_access_key']}", ""]
+    creds.write_text("\n".join(lines))
+    env = sb2.env()
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "config")
+    return env
+
+
+def roleops(record, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "roleops", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=REPO,
+        check=False,
+    )
+    record(f"roleops {' '.join(args)} [stdout]", proc.stdout)
+    record(f"roleops {' '.join(args)} [stderr]", proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def setup_args(sb: SandboxProcess, *extra: str) -> list[str]:
+    return [
+        "setup",
+        "--instance-role",
+        INSTANCE_ROLE,
+        "--assumable-role",
+        TARGET_ARN,
+        "--target-profile",
+        "prod",
+        "--instance-id",
+        sb.instance_id,
+        "--wait",
+        *extra,
+    ]
+
+
+def verify(record, sb: SandboxProcess) -> tuple[int, dict]:
+    proc = roleops(record, sb.env(sb.instance_id), "verify", "--assume", TARGET_ARN, "--output", "json")
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def other_iam(sb: SandboxProcess):
+    return sb.client("iam", **admin_keys(sb, 1))
+
+
+def test_setup_verify_break_doctor_mend_teardown_across_accounts(sb2, operator, record):
+    # setup: each side in its own account, the table says which
+    proc = roleops(record, operator, *setup_args(sb2), "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {c["resource"]: (c["action"], c["account"]) for c in json.loads(proc.stdout)["changes"]}
+    assert rows[f"role {TARGET}"] == ("create", OTHER)
+    assert rows[f"role {INSTANCE_ROLE}"] == ("create", HOME)
+    assert rows[f"association {sb2.instance_id}"] == ("create", HOME)
+    table = roleops(record, operator, *setup_args(sb2))  # the re-run, as a table: an account column
+    assert table.returncode == 0 and "account" in table.stdout and OTHER in table.stdout
+    assert "unchanged" in table.stdout and "create" not in table.stdout
+
+    # verify on the instance: the assumed identity is in the second account
+    code, report = verify(record, sb2)
+    assert code == 0, report
+    assumed = [s for s in report["steps"] if s["step"].startswith("assumed-caller:")]
+    assert assumed and assumed[0]["account"] == OTHER
+    assert assumed[0]["arn"].startswith(f"arn:aws:sts::{OTHER}:assumed-role/{TARGET}/")
+
+    # break the target's trust in the second account: verify and doctor fail at that link
+    other_iam(sb2).update_assume_role_policy(
+        RoleName=TARGET,
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
+    code, report = verify(record, sb2)
+    assert code == 1
+    failed = next(s for s in report["steps"] if s["status"] == "fail")
+    assert failed["step"].startswith("assume:")
+    assert f"account {HOME}" in failed["hint"] and f"account {OTHER}" in failed["hint"]
+    assert f"--target-profile {OTHER}=PROFILE" in failed["hint"]
+
+    doctor = ["doctor", "--instance-id", sb2.instance_id, "--assume", TARGET_ARN, "--output", "json"]
+    proc = roleops(record, operator, *doctor, "--target-profile", "prod")
+    assert proc.returncode == 1
+    findings = {f["check"]: f for f in json.loads(proc.stdout)["findings"]}
+    assert findings[f"permission:{TARGET}"]["status"] == "pass"
+    trust = findings[f"trust:{TARGET}"]
+    assert trust["status"] == "fail" and f"in account {OTHER}" in trust["detail"]
+    assert f"--target-profile {OTHER}=prod" in trust["fix"] and trust["fix_aws"].endswith("--profile prod")
+    # without the target's profile doctor cannot read that side: a warning, never a pass
+    proc = roleops(record, operator, *doctor)
+    findings = {f["check"]: f for f in json.loads(proc.stdout)["findings"]}
+    assert findings[f"target:{TARGET}"]["status"] == "warn"
+    assert f"not readable from account {HOME}" in findings[f"target:{TARGET}"]["detail"]
+    assert f"trust:{TARGET}" not in findings
+
+    # the fix doctor printed mends it (setup only adds the statement back; the root principal stays)
+    proc = roleops(record, operator, *setup_args(sb2), "--output", "json")
+    rows = {c["resource"]: c["action"] for c in json.loads(proc.stdout)["changes"]}
+    assert proc.returncode == 0 and rows[f"role {TARGET}"] == "update"
+    assert verify(record, sb2)[0] == 0
+
+    # teardown: each side removed in its own account, the other principal kept
+    down = ["teardown", "--instance-role", INSTANCE_ROLE, "--assumable-role", TARGET_ARN, "--target-profile", "prod"]
+    proc = roleops(record, operator, *down, "--instance-id", sb2.instance_id, "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {c["resource"]: (c["action"], c["account"]) for c in json.loads(proc.stdout)["changes"]}
+    assert rows[f"role {TARGET}"] == ("update", OTHER)  # still trusted by the second account's root
+    assert rows[f"role {INSTANCE_ROLE}"] == ("delete", HOME)
+    statements = other_iam(sb2).get_role(RoleName=TARGET)["Role"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in statements] == [{"AWS": f"arn:aws:iam::{OTHER}:root"}]
+    assert sb2.client("iam").list_roles()["Roles"] == []
+
+
+def test_setup_then_teardown_leaves_neither_account_anything(sb2, operator, record):
+    assert roleops(record, operator, *setup_args(sb2)).returncode == 0
+    down = ["teardown", "--instance-role", INSTANCE_ROLE, "--assumable-role", TARGET_ARN, "--target-profile", "prod"]
+    assert roleops(record, operator, *down, "--instance-id", sb2.instance_id).returncode == 0
+    assert other_iam(sb2).list_roles()["Roles"] == []
+    assert sb2.client("iam").list_roles()["Roles"] == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--target-profile", f"{OTHER}=home"], f"reaches account {HOME}, not {OTHER}"),
+        (["--target-profile", "home"], f"is in account {OTHER}, which no --target-profile reaches"),
+        ([], f"is in account {OTHER}, which no --target-profile reaches"),
+        (["--target-profile", "nosuch"], "profile 'nosuch' not found"),
+    ],
+)
+def test_a_profile_that_does_not_reach_the_target_is_exit_2_and_nothing_changes(sb2, operator, record, flags, message):
+    args = ["setup", "--instance-role", INSTANCE_ROLE, "--assumable-role", TARGET_ARN, *flags]
+    before = sb2.control("GET", "calls")["mutating"]
+    proc = roleops(record, operator, *args, "--instance-id", sb2.instance_id)
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+    assert sb2.control("GET", "calls")["mutating"] == before
+    assert sb2.client("iam").list_roles()["Roles"] == [] and other_iam(sb2).list_roles()["Roles"] == []
+
+
+def test_a_half_done_setup_converges_on_rerun(sb2, operator, record):
+    """Killed after the target side was made (its CreateRole is the 4th mutating call), before the instance
+    side's policy: the re-run converges, and the chain works."""
+    held = killed_at_hold(sb2, record, 4, setup_args(sb2), env=operator)
+    assert held["exit"] != 0
+    assert other_iam(sb2).get_role(RoleName=TARGET)  # the target side is there
+    assert sb2.client("iam").list_role_policies(RoleName=INSTANCE_ROLE)["PolicyNames"] == []  # not the policy
+    assert roleops(record, operator, *setup_args(sb2)).returncode == 0
+    assert verify(record, sb2)[0] == 0
