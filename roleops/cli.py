@@ -84,7 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
         _global_options(p, suppress=True)
         return p
 
-    assumable_role = arg("validate_assumable_role", "--assumable-role")
+    def assumable_role_option(p: argparse.ArgumentParser, *, required: bool) -> None:
+        p.add_argument(
+            "--assumable-role",
+            action="append",
+            required=required,
+            default=None if required else [],
+            type=arg("validate_assumable_role", "--assumable-role"),
+            metavar="NAME|ARN",
+            dest="assumable_roles",
+            help="a secondary role the instance role may assume: a name, or the ARN of a role in another account "
+            "(repeatable; give all of them)",
+        )
 
     def target_profile_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -130,16 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--instance-role", required=True, type=instance_role, metavar="NAME", help="the role EC2 gives the instance"
     )
-    p.add_argument(
-        "--assumable-role",
-        action="append",
-        required=True,
-        type=assumable_role,
-        metavar="NAME|ARN",
-        dest="assumable_roles",
-        help="a secondary role the instance role may assume: a name, or the ARN of a role in another account "
-        "(repeatable; give all of them)",
-    )
+    assumable_role_option(p, required=True)
     target_profile_option(p)
     fleet_options(p, "associate the profile with this instance")
     p.add_argument(
@@ -182,14 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("teardown", "remove what setup made (only roleops:managed resources)")
     p.add_argument("--instance-role", required=True, type=arg("validate_role_name", "--instance-role"), metavar="NAME")
-    p.add_argument(
-        "--assumable-role",
-        action="append",
-        default=[],
-        type=assumable_role,
-        metavar="NAME|ARN",
-        dest="assumable_roles",
-    )
+    assumable_role_option(p, required=False)
     target_profile_option(p)
     fleet_options(p, "disassociate the profile from this instance first")
     p.add_argument("--dry-run", action="store_true")
@@ -283,14 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("export", "print a CloudFormation template of what setup converges (for a stack or a StackSet)")
     p.add_argument("--instance-role", required=True, type=instance_role, metavar="NAME")
-    p.add_argument(
-        "--assumable-role",
-        action="append",
-        required=True,
-        type=assumable_role,
-        metavar="NAME|ARN",
-        dest="assumable_roles",
-    )
+    assumable_role_option(p, required=True)
     p.add_argument("--require-imdsv2", action="store_true", help="noted in the template: stacks cannot set it")
     p.add_argument(
         "--max-session-duration",

@@ -165,3 +165,22 @@ def test_dry_run_reads_the_other_account_and_changes_nothing(ctx, access, calls,
     report = run_setup(ctx, req, access=access, dry_run=True)
     assert _rows(report)["role Deploy"] == ("create", OTHER)
     assert calls.mutating == [] and other_calls.mutating == []
+
+
+def test_an_untagged_role_there_is_refused_without_adopt_and_only_added_to_with_it(ctx, access, calls, other_calls):
+    other_iam = _other_iam()
+    keeper = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"}, "Action": "sts:AssumeRole"}
+    other_iam.create_role(
+        RoleName="Deploy", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [keeper]})
+    )
+    req = setup_request(instance_role="BuildBox", assumable_roles=[DEPLOY_ARN])
+    with pytest.raises(UsageError, match="roleops did not create it") as err:
+        run_setup(ctx, req, access=access)
+    assert err.value.exit_code == 2
+    assert calls.mutating == [] and other_calls.mutating == []
+
+    adopted = run_setup(ctx, setup_request(instance_role="BuildBox", assumable_roles=[DEPLOY_ARN], adopt=True),
+                        access=access)  # fmt: skip
+    assert _rows(adopted)["role Deploy"] == ("update", OTHER)
+    statements = other_iam.get_role(RoleName="Deploy")["Role"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statements[0] == keeper and statements[1]["Principal"] == {"AWS": INSTANCE_ROLE_ARN}

@@ -290,12 +290,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
             proc.stdout.close()
 
 
-@pytest.fixture
-def sb(sandbox: SandboxProcess) -> SandboxProcess:
-    """A fresh account (and fault settings off) for each test."""
+def fresh(sandbox: SandboxProcess) -> SandboxProcess:
+    """Fault settings off, then a reset: fresh accounts, the same admin keys."""
     sandbox.set_faults(**DEFAULT_FAULTS)
     sandbox.reset()
     return sandbox
+
+
+@pytest.fixture
+def sb(sandbox: SandboxProcess) -> SandboxProcess:
+    """A fresh account (and fault settings off) for each test."""
+    return fresh(sandbox)
 
 
 @pytest.fixture
@@ -433,6 +438,21 @@ def sandbox2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProces
 @pytest.fixture
 def sb2(sandbox2: SandboxProcess) -> SandboxProcess:
     """Fresh accounts (and fault settings off) for each test."""
-    sandbox2.set_faults(**DEFAULT_FAULTS)
-    sandbox2.reset()
-    return sandbox2
+    return fresh(sandbox2)
+
+
+@pytest.fixture
+def operator(sb2: SandboxProcess, tmp_path: Path) -> dict[str, str]:
+    """An operator's environment on the two-account sandbox: the first account's admin keys, and in a shared
+    credentials file of its own the profiles `prod` (the second account's admin) and `home` (the first's)."""
+    creds = tmp_path / "credentials"
+    lines = []
+    for name, index in (("prod", 1), ("home", 0)):
+        keys = admin_keys(sb2, index)
+        lines += [f"[{name}]", f"aws_access_key_id = {keys['access_key_id']}"]
+        lines += [f"aws_secret_access_key = {keys['secret_access_key']}", ""]
+    creds.write_text("\n".join(lines))
+    env = sb2.env()
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "config")
+    return env

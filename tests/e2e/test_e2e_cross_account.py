@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import REPO, SandboxProcess, admin_keys
-from test_reliability_interrupt import killed_at_hold
+from conftest import SandboxProcess, admin_keys
+from test_reliability_interrupt import killed_at_hold, run_roleops
 
 HOME, OTHER = "123456789012", "234567890123"
 INSTANCE_ROLE, TARGET = "BuildBox", "Deploy"
@@ -23,35 +21,8 @@ INSTANCE_ROLE_ARN = f"arn:aws:iam::{HOME}:role/{INSTANCE_ROLE}"
 TIMEOUT = 120
 
 
-@pytest.fixture
-def operator(sb2: SandboxProcess, tmp_path: Path) -> dict[str, str]:
-    """The operator's environment: the first account's admin keys, and profiles `prod` (the second account)
-    and `home` (the first, for a wrong-account profile) in a shared credentials file of its own."""
-    creds = tmp_path / "credentials"
-    lines = []
-    for name, index in (("prod", 1), ("home", 0)):
-        keys = admin_keys(sb2, index)
-        lines += [f"[{name}]", f"aws_access_key_id = {keys['access_key_id']}"]
-        lines += [f"aws_secret_access_key = {keys['secret_access_key']}", ""]
-    creds.write_text("\n".join(lines))
-    env = sb2.env()
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
-    env["AWS_CONFIG_FILE"] = str(tmp_path / "config")
-    return env
-
-
 def roleops(record, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "roleops", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=REPO,
-        check=False,
-    )
-    record(f"roleops {' '.join(args)} [stdout]", proc.stdout)
-    record(f"roleops {' '.join(args)} [stderr]", proc.stderr)
+    proc = run_roleops(record, env, *args, timeout=TIMEOUT)
     assert "Traceback" not in proc.stderr
     return proc
 

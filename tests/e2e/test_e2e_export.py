@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import REPO, SandboxProcess, admin_keys
+from conftest import SandboxProcess, admin_keys
 from templatelint import lint
+from test_reliability_interrupt import run_roleops
 
 HOME, OTHER = "123456789012", "234567890123"
 INSTANCE_ROLE, READER, TARGET = "BuildBox", "Reader", "Deploy"
@@ -23,32 +21,8 @@ TIMEOUT = 120
 WAIT_SECONDS = 30.0
 
 
-@pytest.fixture
-def operator(sb2: SandboxProcess, tmp_path: Path) -> dict[str, str]:
-    """The first account's admin, and a profile `prod` of the second in a credentials file of its own."""
-    keys = admin_keys(sb2, 1)
-    creds = tmp_path / "credentials"
-    creds.write_text(
-        f"[prod]\naws_access_key_id = {keys['access_key_id']}\naws_secret_access_key = {keys['secret_access_key']}\n"
-    )
-    env = sb2.env()
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
-    env["AWS_CONFIG_FILE"] = str(tmp_path / "config")
-    return env
-
-
 def roleops(record, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "roleops", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=REPO,
-        check=False,
-    )
-    record(f"roleops {' '.join(args)} [stdout]", proc.stdout)
-    record(f"roleops {' '.join(args)} [stderr]", proc.stderr)
+    proc = run_roleops(record, env, *args, timeout=TIMEOUT)
     assert "Traceback" not in proc.stderr
     return proc
 
