@@ -6,3 +6,5 @@ __version__ = "0.1.0"
 MANAGED_TAG_KEY = "roleops:managed"
 MANAGED_TAG_VALUE = "true"
 INLINE_POLICY_NAME = "roleops-assume-roles"
+# On roles a stack of `roleops export` made: the stack that owns them (teardown leaves them to the stack).
+STACK_TAG_KEY = "roleops:stack"

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from roleops import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
+from roleops import MANAGED_TAG_KEY, MANAGED_TAG_VALUE, STACK_TAG_KEY
 from roleops.errors import AwsError, EnvironmentProblem, InstanceNotFound, UsageError
 
 # Error codes that mean "the thing is not there" for the reads below.
@@ -193,6 +193,12 @@ def managed_tags() -> list[dict[str, str]]:
 def is_managed(resource: Mapping[str, Any] | None) -> bool:
     tags = (resource or {}).get("Tags") or []
     return any(t.get("Key") == MANAGED_TAG_KEY and t.get("Value") == MANAGED_TAG_VALUE for t in tags)
+
+
+def stack_of(resource: Mapping[str, Any] | None) -> str | None:
+    """The CloudFormation stack that made this resource from a `roleops export` template, if one did."""
+    tags = (resource or {}).get("Tags") or []
+    return next((str(t.get("Value")) for t in tags if t.get("Key") == STACK_TAG_KEY), None)
 
 
 # --- STS -----------------------------------------------------------------------------------------

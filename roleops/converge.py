@@ -649,6 +649,15 @@ def diff_release_role(
                 detail="not made by roleops (no roleops:managed tag); left alone",
             )
         )
+    if stack := aws.stack_of(role):
+        # A stack of `roleops export` owns it: changing it here would drift the stack (delete the stack instead).
+        return Diff(
+            change=Change(
+                resource=resource,
+                action=Action.UNCHANGED,
+                detail=f"made by CloudFormation stack {stack}; left to the stack (delete or update the stack)",
+            )
+        )
     kind, value = principal
     trust = policies.parse_document(role.get("AssumeRolePolicyDocument"))
     remaining, removed = policies.remove_principal(trust, kind, value)

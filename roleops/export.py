@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from roleops import arns, policies
+from roleops import STACK_TAG_KEY, arns, policies
 from roleops.aws import managed_tags
 from roleops.converge import diff_role, diff_roles, setup_request
 from roleops.errors import UsageError
@@ -168,7 +168,8 @@ def template_of(
             props: dict[str, Any] = {
                 "RoleName": op.name,
                 "AssumeRolePolicyDocument": _intrinsic(op.trust, refs),
-                "Tags": managed_tags(),
+                # roleops:managed as setup tags it, and the owning stack, so that teardown leaves it to the stack.
+                "Tags": [*managed_tags(), {"Key": STACK_TAG_KEY, "Value": {"Ref": "AWS::StackName"}}],
             }
             if op.max_session_duration:
                 props["MaxSessionDuration"] = op.max_session_duration

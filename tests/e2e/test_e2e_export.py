@@ -87,11 +87,14 @@ def state(sb: SandboxProcess) -> dict[str, Any]:
             for doc in inline.values():
                 for statement in doc["Statement"]:
                     statement["Resource"] = sorted(statement["Resource"])
+            tags = full.get("Tags", [])
             found[f"{index}:{name}"] = {
                 "arn": full["Arn"],
                 "trust": full["AssumeRolePolicyDocument"],
                 "max_session_duration": full.get("MaxSessionDuration"),
-                "tags": full.get("Tags", []),
+                # setup's tag; the stack's own (roleops:stack) is compared apart
+                "tags": [t for t in tags if t["Key"] != "roleops:stack"],
+                "stack": next((t["Value"] for t in tags if t["Key"] == "roleops:stack"), None),
                 "inline": inline,
             }
         for profile in iam.list_instance_profiles()["InstanceProfiles"]:
@@ -125,6 +128,16 @@ def test_stack_and_stack_set_deployed_then_the_chain_verifies(sb2, operator, rec
     assert proc.returncode == 0, findings
     assert {f["status"] for f in findings if f["check"].startswith(("trust:", "permission:"))} == {"pass"}
 
+    # an old runbook's teardown leaves the stacks' roles (and the untagged profile) to the stacks
+    down = ["teardown", "--instance-role", INSTANCE_ROLE, "--assumable-role", READER, "--assumable-role", TARGET_ARN]
+    proc = roleops(record, operator, *down, "--target-profile", "prod", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {c["resource"]: (c["action"], c["detail"]) for c in json.loads(proc.stdout)["changes"]}
+    for role in (INSTANCE_ROLE, READER, TARGET):
+        assert rows[f"role {role}"][0] == "unchanged" and "CloudFormation stack" in rows[f"role {role}"][1]
+    assert rows[f"instance-profile {INSTANCE_ROLE}"][0] == "unchanged"
+    assert sb2.client("iam").get_role(RoleName=INSTANCE_ROLE)
+
 
 def test_the_export_of_a_setup_declares_what_that_setup_makes(sb2, operator, record):
     roles = ["--assumable-role", READER, "--assumable-role", TARGET_ARN, "--max-session-duration", "7200"]
@@ -150,7 +163,12 @@ def test_the_export_of_a_setup_declares_what_that_setup_makes(sb2, operator, rec
             f"0:profile:{INSTANCE_ROLE}",
         }
     )
-    assert declared == made  # same trusts, policies, durations and tags, structurally
+    # same trusts, policies, durations and tags, structurally; each role also names the stack that owns it
+    stacks = {key: role.pop("stack") for key, role in declared.items() if key.split(":")[1] != "profile"}
+    assert stacks[f"0:{INSTANCE_ROLE}"] == stacks[f"0:{READER}"] == "roleops-buildbox"
+    assert stacks[f"1:{TARGET}"].startswith("StackSet")  # the stack a StackSet made in the target account
+    assert {k: r.pop("stack") for k, r in made.items() if k.split(":")[1] != "profile"} == dict.fromkeys(stacks)
+    assert declared == made
     # and setup, run over the deployed stacks, finds nothing to do (the profile is CloudFormation's: --adopt)
     proc = roleops(record, operator, *setup, "--adopt", "--dry-run", "--output", "json")
     assert proc.returncode == 0, proc.stderr

@@ -81,6 +81,14 @@ def test_release_untagged_role_is_left_alone_even_when_it_names_us() -> None:
     assert "left alone" in diff.change.detail
 
 
+def test_release_role_of_an_exported_stack_is_left_to_the_stack() -> None:
+    tags = [*MANAGED, {"Key": "roleops:stack", "Value": "roleops-buildbox"}]
+    role = _role("ExampleAssumedRole", _stmt({"AWS": OTHER}), tags=tags)
+    diff = diff_release_role("ExampleAssumedRole", role, ["roleops-assume-roles"], [], principal=("AWS", OTHER))
+    assert diff.change.action is Action.UNCHANGED and diff.ops == ()
+    assert "CloudFormation stack roleops-buildbox" in diff.change.detail
+
+
 def test_release_role_trusting_only_us_deletes_it() -> None:
     role = _role("ExampleAssumedRole", _stmt({"AWS": OTHER}))
     diff = diff_release_role("ExampleAssumedRole", role, [], [], principal=("AWS", OTHER))

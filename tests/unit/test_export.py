@@ -15,6 +15,8 @@ from roleops.errors import UsageError
 
 HOME, OTHER = "123456789012", "234567890123"
 OPS_ARN = f"arn:aws:iam::{OTHER}:role/Ops"
+# setup's tag, and the stack that owns the role (teardown leaves a stack's roles to the stack)
+TAGS = [{"Key": "roleops:managed", "Value": "true"}, {"Key": "roleops:stack", "Value": {"Ref": "AWS::StackName"}}]
 
 
 def instance_template(*roles: str, **kwargs: Any) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def test_instance_account_template_declares_what_setup_converges() -> None:
     assert role["AssumeRolePolicyDocument"]["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ]
-    assert role["Tags"] == [{"Key": "roleops:managed", "Value": "true"}]
+    assert role["Tags"] == TAGS
     assert "MaxSessionDuration" not in role  # setup sets it on the assumable roles only
     assert res["InstanceProfile"]["Properties"] == {
         "InstanceProfileName": "BuildBox",
@@ -94,7 +96,7 @@ def test_target_account_template_trusts_the_parameter() -> None:
     for res in t["Resources"].values():
         statement = res["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
         assert statement["Principal"] == {"AWS": {"Ref": "InstanceRoleArn"}}
-        assert res["Properties"]["Tags"] == [{"Key": "roleops:managed", "Value": "true"}]
+        assert res["Properties"]["Tags"] == TAGS
 
 
 def test_require_imdsv2_is_said_not_declared() -> None:
