@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import SandboxProcess, admin_keys
@@ -159,3 +160,45 @@ def test_a_half_done_setup_converges_on_rerun(sb2, operator, record):
     assert sb2.client("iam").list_role_policies(RoleName=INSTANCE_ROLE)["PolicyNames"] == []  # not the policy
     assert roleops(record, operator, *setup_args(sb2)).returncode == 0
     assert verify(record, sb2)[0] == 0
+
+
+def session_profile(sb: SandboxProcess, path: Path, name: str, index: int) -> str:
+    """A profile `name` in a credentials file holding a role session of account `index` (keys and a session
+    token, as SSO or an assumed admin role gives an operator); the session's token."""
+    iam = sb.client("iam", **admin_keys(sb, index))
+    admin = iam.get_user()["User"]["Arn"]
+    account = sb.info["accounts"][index]["account_id"]
+    trust = {"Effect": "Allow", "Principal": {"AWS": admin}, "Action": "sts:AssumeRole"}
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.create_role(
+        RoleName="OperatorSession", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]})
+    )
+    iam.put_role_policy(RoleName="OperatorSession", PolicyName="admin", PolicyDocument=json.dumps(everything))
+    sts = sb.client("sts", **admin_keys(sb, index))
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/OperatorSession", RoleSessionName="op")
+    c = creds["Credentials"]
+    with path.open("a") as f:
+        f.write(f"[{name}]\naws_access_key_id = {c['AccessKeyId']}\naws_secret_access_key = {c['SecretAccessKey']}\n")
+        f.write(f"aws_session_token = {c['SessionToken']}\n\n")
+    return c["SessionToken"]
+
+
+def test_debug_across_accounts_with_session_tokens_leaks_nothing(sb2, record, tmp_path):
+    """--debug logs both accounts' signed requests (the target profile's session included); no secret of either
+    account, nor any token the sandbox issued, reaches stdout or stderr."""
+    creds = tmp_path / "credentials"
+    home_token = session_profile(sb2, creds, "ops", 0)
+    target_token = session_profile(sb2, creds, "prod", 1)
+    env = sb2.env()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(key)
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(creds), AWS_CONFIG_FILE=str(tmp_path / "config"), AWS_PROFILE="ops")
+    for args in (setup_args(sb2), ["doctor", "--instance-id", sb2.instance_id, "--assume", TARGET_ARN,
+                                   "--target-profile", "prod"]):  # fmt: skip
+        proc = roleops(record, env, "--debug", *args)
+        assert proc.returncode == 0, f"exit {proc.returncode}"  # not the log: a failing test must not print secrets
+        secrets = sb2.secrets()
+        assert {home_token, target_token} <= secrets  # the check below is not blind
+        assert "Sending http request" in proc.stderr and "***REDACTED***" in proc.stderr
+        assert not [s for s in secrets if s in proc.stdout or s in proc.stderr], "a secret in the output"
+    assert other_iam(sb2).get_role(RoleName=TARGET)["Role"]["Arn"] == TARGET_ARN
