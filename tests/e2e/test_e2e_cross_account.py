@@ -202,3 +202,30 @@ def test_debug_across_accounts_with_session_tokens_leaks_nothing(sb2, record, tm
         assert "Sending http request" in proc.stderr and "***REDACTED***" in proc.stderr
         assert not [s for s in secrets if s in proc.stdout or s in proc.stderr], "a secret in the output"
     assert other_iam(sb2).get_role(RoleName=TARGET)["Role"]["Arn"] == TARGET_ARN
+
+
+def test_a_target_profile_that_assumes_a_role_into_the_target_account(sb2, operator, record, tmp_path):
+    """The usual way into production: `prod` is a `role_arn` + `source_profile` profile (the SDKs' documented
+    shape) that assumes an operator role in the target account from the tools account's keys; botocore assumes it,
+    and roleops checks the session's account like any other."""
+    home_admin = sb2.client("iam").get_user()["User"]["Arn"]
+    trust = {"Effect": "Allow", "Principal": {"AWS": home_admin}, "Action": "sts:AssumeRole"}
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam = other_iam(sb2)
+    iam.create_role(RoleName="Operator", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17",
+                                                                             "Statement": [trust]}))  # fmt: skip
+    iam.put_role_policy(RoleName="Operator", PolicyName="admin", PolicyDocument=json.dumps(everything))
+    config = tmp_path / "assume-config"
+    config.write_text(
+        f"[profile via-role]\nrole_arn = arn:aws:iam::{OTHER}:role/Operator\nsource_profile = home\n"
+        "role_session_name = roleops-operator\n"
+    )
+    env = dict(operator, AWS_CONFIG_FILE=str(config))
+    args = ["setup", "--instance-role", INSTANCE_ROLE, "--assumable-role", TARGET_ARN, "--target-profile", "via-role"]
+    proc = roleops(record, env, *args, "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {c["resource"]: (c["action"], c["account"]) for c in json.loads(proc.stdout)["changes"]}
+    assert rows[f"role {TARGET}"] == ("create", OTHER)
+    assert iam.get_role(RoleName=TARGET)["Role"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "AWS": INSTANCE_ROLE_ARN
+    }

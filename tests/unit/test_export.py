@@ -130,3 +130,9 @@ def test_target_account_equal_to_the_instance_account_is_refused() -> None:
     with pytest.raises(UsageError, match="instance role's own account") as err:
         export.check_target_account(req, HOME)
     assert err.value.exit_code == 2
+
+
+def test_the_cli_offers_exactly_the_formats_export_writes() -> None:
+    from roleops.cli import FORMATS_EXPORT  # repeated there so that --help imports nothing heavy
+
+    assert FORMATS_EXPORT == export.FORMATS
