@@ -50,7 +50,7 @@ FLEET = {"smoke": 24, "setup": 100}
 QUICK_FLEET = {"smoke": 2, "setup": 2}
 GROWTH = (10, 50, 100, 200)
 QUICK_GROWTH = (1, 2)
-WARM_FLEET = 2
+WARM_FLEET = 3
 FLEET_RUNS = 3  # each walkthrough run of a fleet metric is 24-100 instances' worth of aws processes
 # Instances on which the script's associate is re-run for contrast (each outcome is the same call's), full/--quick.
 SCRIPT_RERUN_SAMPLE, QUICK_SCRIPT_RERUN_SAMPLE = 3, 1
