@@ -203,6 +203,11 @@ def test_identity_document_and_placement(sb):
     assert imds.get("meta-data/placement/region") == (200, "us-east-1")
     assert imds.get("meta-data/placement/availability-zone") == (200, document["availabilityZone"])
     assert imds.get("meta-data/no-such-thing")[0] == 404
+    # the image is a current Amazon Linux AMI of the region's catalogue, as EC2 lists it (the sandbox loads moto's
+    # latest AMIs of the region only, which keeps a reset fast)
+    (image,) = sb.client("ec2").describe_images(ImageIds=[document["imageId"]])["Images"]
+    assert image["Name"].startswith("al2023-ami-") and image["Architecture"] == "x86_64"
+    assert imds.get("meta-data/ami-id") == (200, document["imageId"])
 
 
 def test_unknown_instance_is_404(sb):
