@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -42,6 +43,15 @@ def parse_policy(text: Any) -> dict | None:
         return parse_document(text)
     except (TypeError, ValueError):
         return None
+
+
+def _first(backends: Any, lookup: Callable[[Any], Any]) -> Any | None:
+    """The first answer of `lookup` over moto's backends of every account and region (a key belongs to one)."""
+    for account in list(backends.keys()):
+        for backend in list(backends[account].values()):
+            if (found := lookup(backend)) is not None:
+                return found
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,23 +195,13 @@ class World:
         """The moto STS session (of any account) an access key belongs to."""
         from moto.sts.models import sts_backends
 
-        for account in list(sts_backends.keys()):
-            for backend in list(sts_backends[account].values()):
-                session = backend.get_assumed_role_from_access_key(access_key_id)
-                if session is not None:
-                    return session
-        return None
+        return _first(sts_backends, lambda backend: backend.get_assumed_role_from_access_key(access_key_id))
 
     def _user_of_key(self, access_key_id: str) -> Any | None:
         """The IAM user (of any account) holding an access key."""
         from moto.iam.models import iam_backends
 
-        for account in list(iam_backends.keys()):
-            for backend in list(iam_backends[account].values()):
-                user = backend.get_user_from_access_key_id(access_key_id)
-                if user is not None:
-                    return user
-        return None
+        return _first(iam_backends, lambda backend: backend.get_user_from_access_key_id(access_key_id))
 
     def resolve_caller(self, access_key_id: str) -> Caller | None:
         """The principal behind an access key, in any account: a moto STS session or an IAM user's key. Its

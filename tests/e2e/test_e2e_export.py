@@ -173,3 +173,12 @@ def test_the_export_of_a_setup_declares_what_that_setup_makes(sb2, operator, rec
     proc = roleops(record, operator, *setup, "--adopt", "--dry-run", "--output", "json")
     assert proc.returncode == 0, proc.stderr
     assert {c["action"] for c in json.loads(proc.stdout)["changes"]} == {"unchanged"}
+
+
+def test_a_target_account_equal_to_the_instance_account_prints_nothing(sb2, operator, record):
+    """Which account is the instance role's is asked of STS with the operator's credentials (the sandbox's first)."""
+    args = ["--assumable-role", READER, "--target-account", HOME, "--format", "cloudformation"]
+    proc = roleops(record, operator, "export", "--instance-role", INSTANCE_ROLE, *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"--target-account {HOME} is the instance role's own account" in proc.stderr
+    assert proc.stderr.count("\n") == 1
