@@ -229,10 +229,13 @@ def _imdsv2_note(req: ExportRequest) -> str:
     )
 
 
-def _setup_command(req: ExportRequest, roles: Sequence[str]) -> str:
+def _setup_command(req: ExportRequest, roles: Sequence[str], other_accounts: Sequence[str] = ()) -> str:
+    """The `roleops setup` run that converges the same roles imperatively (a profile per other account to fill in)."""
     words = ["roleops", "setup", "--instance-role", req.instance_role]
     for role in roles:
         words += ["--assumable-role", role]
+    for account in other_accounts:
+        words += ["--target-profile", f"{account}=PROFILE"]
     if req.max_session_duration:
         words += ["--max-session-duration", str(req.max_session_duration)]
     return shlex.join(words)
@@ -255,7 +258,7 @@ def instance_account_template(req: ExportRequest, *, account: str | None, partit
         diffs,
         description=description,
         instance_role=req.instance_role,
-        metadata={"roleops": {"setup": _setup_command(req, req.assumable_roles)}},
+        metadata={"roleops": {"setup": _setup_command(req, req.assumable_roles, elsewhere)}},
     )
 
 

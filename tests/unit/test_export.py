@@ -66,6 +66,9 @@ def test_instance_account_template_declares_what_setup_converges() -> None:
         "AssumableRoleWriterArn",
     }
     assert OTHER in t["Description"] and "--target-account" in t["Description"]
+    # the same roles imperatively: setup with a profile for the other account
+    setup = t["Metadata"]["roleops"]["setup"]
+    assert f"--assumable-role {OPS_ARN}" in setup and f"--target-profile {OTHER}=PROFILE" in setup
 
 
 def test_an_arn_of_the_home_account_is_declared_like_its_name() -> None:
