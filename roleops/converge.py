@@ -90,6 +90,16 @@ def _ids(instance_id: str | None, instance_ids: Sequence[str]) -> list[str]:
     return [*([instance_id] if instance_id is not None else []), *instance_ids]
 
 
+def _refuse_self(instance_role: str, names: Sequence[str]) -> None:
+    """An assumable role that is the instance role itself is bad input (IAM names are case-insensitive)."""
+    if instance_role.lower() in {n.lower() for n in names}:
+        raise UsageError(
+            f"--assumable-role {instance_role!r} is the instance role itself",
+            "a role does not need to assume itself",
+            "name a different secondary role",
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class SetupRequest:
     instance_role: str
@@ -131,12 +141,7 @@ def setup_request(
             "no --assumable-role given", "setup needs at least one role to assume", "add --assumable-role NAME"
         )
     roles = unique([validate_assumable_role(r) for r in assumable_roles], "--assumable-role")
-    if instance_role.lower() in {r.lower() for r in roles}:
-        raise UsageError(
-            f"--assumable-role {instance_role!r} is the instance role itself",
-            "a role does not need to assume itself",
-            "name a different secondary role",
-        )
+    _refuse_self(instance_role, roles)  # by name here; a home ARN naming it is caught once the account is known
     where = targets(instance_ids=_ids(instance_id, instance_ids), tags=instances_tagged, concurrency=concurrency)
     if launch_template is not None:
         validate_launch_template(launch_template)
@@ -487,12 +492,7 @@ def plan_setup(ctx: Context, req: SetupRequest, access: TargetAccess | None = No
     known_arn = next((r["Arn"] for r in (instance_role, *assumable_home.values()) if r), None)
     account, partition = _account_and_partition(ctx, known_arn, instances[0] if instances else None)
     home_names, foreign = foreign_roles(req.assumable_roles, home_account=account, home_partition=partition)
-    if req.instance_role.lower() in {n.lower() for n in home_names}:
-        raise UsageError(
-            f"--assumable-role {req.instance_role!r} is the instance role itself",
-            "a role does not need to assume itself",
-            "name a different secondary role",
-        )
+    _refuse_self(req.instance_role, home_names)
     _other_accounts(ctx, access or TargetAccess(), foreign, account)
     # (name, other account or None, the role as read); a home role given by its ARN is read here by name
     assumable: list[tuple[str, str | None, Mapping[str, Any] | None]] = [

@@ -18,7 +18,7 @@ from typing import Any
 
 from roleops import STACK_TAG_KEY, arns, policies
 from roleops.aws import managed_tags
-from roleops.converge import diff_role, diff_roles, setup_request
+from roleops.converge import SetupRequest, diff_role, diff_roles, setup_request
 from roleops.errors import UsageError
 from roleops.operations import AddRoleToInstanceProfile, CreateInstanceProfile, CreateRole, Diff, PutRolePolicy
 from roleops.validate import validate_account_id
@@ -34,11 +34,21 @@ ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 
 @dataclass(frozen=True, kw_only=True)
 class ExportRequest:
-    instance_role: str
-    assumable_roles: tuple[str, ...]  # names or role ARNs, as setup takes them
-    max_session_duration: int | None = None
+    setup: SetupRequest  # the setup this template declares, checked by setup's own rules
     require_imdsv2: bool = False
     target_account: str | None = None
+
+    @property
+    def instance_role(self) -> str:
+        return self.setup.instance_role
+
+    @property
+    def assumable_roles(self) -> tuple[str, ...]:  # names or role ARNs, as setup takes them
+        return self.setup.assumable_roles
+
+    @property
+    def max_session_duration(self) -> int | None:
+        return self.setup.max_session_duration
 
 
 def export_request(
@@ -63,13 +73,7 @@ def export_request(
                     "a target account's template declares that account's roles only",
                     "export each account's roles with its own --target-account; nothing was printed",
                 )
-    return ExportRequest(
-        instance_role=req.instance_role,
-        assumable_roles=req.assumable_roles,
-        max_session_duration=req.max_session_duration,
-        require_imdsv2=require_imdsv2,
-        target_account=target_account,
-    )
+    return ExportRequest(setup=req, require_imdsv2=require_imdsv2, target_account=target_account)
 
 
 # --- the plan of an empty account --------------------------------------------------------------------------
@@ -84,15 +88,16 @@ def instance_account_diffs(req: ExportRequest, *, account: str | None, partition
     home_names, foreign = foreign_roles(
         req.assumable_roles, home_account=account or ACCOUNT, home_partition=partition or PARTITION
     )
-    setup = setup_request(
-        instance_role=req.instance_role,
-        assumable_roles=req.assumable_roles,
-        max_session_duration=req.max_session_duration,
-    )
     assumable: list[tuple[str, str | None, Mapping[str, Any] | None]] = [(n, None, None) for n in home_names]
     assumable += [(r.name, other, None) for other, roles in foreign.items() for r in roles]
     return diff_roles(
-        setup, instance_role=None, profile=None, inline=None, assumable=assumable, account=ACCOUNT, partition=PARTITION
+        req.setup,
+        instance_role=None,
+        profile=None,
+        inline=None,
+        assumable=assumable,
+        account=ACCOUNT,
+        partition=PARTITION,
     )
 
 
