@@ -324,13 +324,11 @@ def record(sandbox: SandboxProcess, record_output: Callable[..., None]) -> Itera
     assert not leaks, f"a secret issued by the sandbox appears in: {leaks}"
 
 
-def assumed_admin_env(sb: SandboxProcess, role: str = "SandboxAdminSession") -> dict[str, str]:
-    """A subprocess environment signing with a role session (keys and a session token), as an operator with SSO
-    or an assumed admin role has: the admin's keys assume `role`, an admin role made for it in the account.
-
-    The admin's own long-term keys send no X-Amz-Security-Token; only a session shows whether one leaks.
-    """
-    iam = sb.client("iam")
+def admin_session(sb: SandboxProcess, role: str = "SandboxAdminSession", **keys: str) -> dict[str, Any]:
+    """A role session (keys and a session token) of an account's admin, as an operator with SSO or an assumed admin
+    role has: the admin's keys (the default account's, or `keys` as SandboxProcess.client takes them) assume `role`,
+    an admin role made for it in that account. STS's Credentials."""
+    iam = sb.client("iam", **keys)
     admin_arn = iam.get_user()["User"]["Arn"]
     trust = {
         "Version": "2012-10-17",
@@ -339,7 +337,16 @@ def assumed_admin_env(sb: SandboxProcess, role: str = "SandboxAdminSession") -> 
     iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
     everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
     iam.put_role_policy(RoleName=role, PolicyName="admin", PolicyDocument=json.dumps(everything))
-    credentials = sb.client("sts").assume_role(RoleArn=role_arn(role), RoleSessionName="operator")["Credentials"]
+    arn = f"arn:aws:iam::{admin_arn.split(':')[4]}:role/{role}"
+    return sb.client("sts", **keys).assume_role(RoleArn=arn, RoleSessionName="operator")["Credentials"]
+
+
+def assumed_admin_env(sb: SandboxProcess, role: str = "SandboxAdminSession") -> dict[str, str]:
+    """A subprocess environment signing with the admin's role session (admin_session).
+
+    The admin's own long-term keys send no X-Amz-Security-Token; only a session shows whether one leaks.
+    """
+    credentials = admin_session(sb, role)
     env = sb.env()
     env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
     env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
@@ -456,3 +463,38 @@ def operator(sb2: SandboxProcess, tmp_path: Path) -> dict[str, str]:
     env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
     env["AWS_CONFIG_FILE"] = str(tmp_path / "config")
     return env
+
+
+# --- CloudFormation StackSets (tests/e2e/test_sandbox_cloudformation.py, test_e2e_export.py) ---------------------
+
+STACK_SET_DONE = {"SUCCEEDED", "FAILED", "STOPPED"}  # a StackSet operation's final states
+STACK_SET_WAIT_SECONDS = 30.0
+
+
+def deploy_stack_set(
+    sb: SandboxProcess, name: str, body: str, account: str, parameters: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A self-managed StackSet from the default account (its admin's keys), with one stack instance in `account`;
+    the StackSetOperation once it is final (moto finishes at once; the wait is bounded all the same)."""
+    cfn = sb.client("cloudformation", attempts=1)
+    cfn.create_stack_set(
+        StackSetName=name,
+        TemplateBody=body,
+        PermissionModel="SELF_MANAGED",
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+        # The usual self-managed prerequisites (the sandbox does not ask for them).
+        AdministrationRoleARN=f"arn:aws:iam::{sb.info['account_id']}:role/AWSCloudFormationStackSetAdministrationRole",
+        ExecutionRoleName="AWSCloudFormationStackSetExecutionRole",
+    )
+    operation_id = cfn.create_stack_instances(StackSetName=name, Accounts=[account], Regions=[sb.info["region"]])[
+        "OperationId"
+    ]
+    deadline = time.monotonic() + STACK_SET_WAIT_SECONDS
+    while True:
+        operation = cfn.describe_stack_set_operation(StackSetName=name, OperationId=operation_id)
+        if operation["StackSetOperation"]["Status"] in STACK_SET_DONE:
+            return operation["StackSetOperation"]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"operation {operation_id} not done after {STACK_SET_WAIT_SECONDS:g}s: {operation}")
+        time.sleep(0.2)

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SandboxProcess, admin_keys
+from conftest import SandboxProcess, admin_keys, admin_session
 from test_reliability_interrupt import killed_at_hold, run_roleops
 
 HOME, OTHER = "123456789012", "234567890123"
@@ -165,18 +165,7 @@ def test_a_half_done_setup_converges_on_rerun(sb2, operator, record):
 def session_profile(sb: SandboxProcess, path: Path, name: str, index: int) -> str:
     """A profile `name` in a credentials file holding a role session of account `index` (keys and a session
     token, as SSO or an assumed admin role gives an operator); the session's token."""
-    iam = sb.client("iam", **admin_keys(sb, index))
-    admin = iam.get_user()["User"]["Arn"]
-    account = sb.info["accounts"][index]["account_id"]
-    trust = {"Effect": "Allow", "Principal": {"AWS": admin}, "Action": "sts:AssumeRole"}
-    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-    iam.create_role(
-        RoleName="OperatorSession", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]})
-    )
-    iam.put_role_policy(RoleName="OperatorSession", PolicyName="admin", PolicyDocument=json.dumps(everything))
-    sts = sb.client("sts", **admin_keys(sb, index))
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/OperatorSession", RoleSessionName="op")
-    c = creds["Credentials"]
+    c = admin_session(sb, "OperatorSession", **admin_keys(sb, index))
     with path.open("a") as f:
         f.write(f"[{name}]\naws_access_key_id = {c['AccessKeyId']}\naws_secret_access_key = {c['SecretAccessKey']}\n")
         f.write(f"aws_session_token = {c['SessionToken']}\n\n")

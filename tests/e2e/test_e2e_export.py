@@ -9,7 +9,7 @@ import subprocess
 import time
 from typing import Any
 
-from conftest import SandboxProcess, admin_keys
+from conftest import SandboxProcess, admin_keys, deploy_stack_set
 from templatelint import lint
 from test_reliability_interrupt import run_roleops
 
@@ -48,28 +48,6 @@ def deploy_stack(sb: SandboxProcess, name: str, body: str) -> dict[str, str]:
         time.sleep(0.2)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-
-
-def deploy_stack_set(sb: SandboxProcess, name: str, body: str, account: str) -> None:
-    """A self-managed StackSet from the first account, with one stack instance in `account`."""
-    cfn = sb.client("cloudformation")
-    cfn.create_stack_set(
-        StackSetName=name,
-        TemplateBody=body,
-        PermissionModel="SELF_MANAGED",
-        Capabilities=["CAPABILITY_NAMED_IAM"],
-        AdministrationRoleARN=f"arn:aws:iam::{HOME}:role/AWSCloudFormationStackSetAdministrationRole",
-        ExecutionRoleName="AWSCloudFormationStackSetExecutionRole",
-    )
-    op = cfn.create_stack_instances(StackSetName=name, Accounts=[account], Regions=[sb.info["region"]])
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        status = cfn.describe_stack_set_operation(StackSetName=name, OperationId=op["OperationId"])
-        if status["StackSetOperation"]["Status"] not in ("RUNNING", "QUEUED", "STOPPING"):
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
-    assert status["StackSetOperation"]["Status"] == "SUCCEEDED", status
 
 
 def state(sb: SandboxProcess) -> dict[str, Any]:
@@ -111,7 +89,7 @@ def test_stack_and_stack_set_deployed_then_the_chain_verifies(sb2, operator, rec
     assert outputs["InstanceProfileName"] == INSTANCE_ROLE
     assert outputs["InstanceRoleArn"] == f"arn:aws:iam::{HOME}:role/{INSTANCE_ROLE}"
     assert outputs["AssumableRoleReaderArn"] == READER_ARN
-    deploy_stack_set(sb2, "roleops-deploy-roles", target, OTHER)
+    assert deploy_stack_set(sb2, "roleops-deploy-roles", target, OTHER)["Status"] == "SUCCEEDED"
 
     assoc = ["associate", "--instance-id", sb2.instance_id, "--instance-profile", outputs["InstanceProfileName"]]
     assert roleops(record, operator, *assoc, "--wait").returncode == 0
@@ -150,7 +128,7 @@ def test_the_export_of_a_setup_declares_what_that_setup_makes(sb2, operator, rec
     target = exported(record, operator, "--assumable-role", TARGET_ARN, "--max-session-duration", "7200",
                       "--target-account", OTHER)  # fmt: skip
     deploy_stack(sb2, "roleops-buildbox", home)
-    deploy_stack_set(sb2, "roleops-deploy-roles", target, OTHER)
+    assert deploy_stack_set(sb2, "roleops-deploy-roles", target, OTHER)["Status"] == "SUCCEEDED"
     declared = state(sb2)
 
     assert (

@@ -5,17 +5,14 @@ process of this module's own; STS decides AssumeRole into the roles CloudFormati
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import EC2_TRUST, SandboxProcess, admin_keys
+from conftest import EC2_TRUST, SandboxProcess, admin_keys, deploy_stack_set
 
 FIRST, SECOND = "123456789012", "234567890123"
 REGION = "us-east-1"
-WAIT_SECONDS = 30.0
-DONE = {"SUCCEEDED", "FAILED", "STOPPED"}  # a StackSet operation's final states
 MANAGED_TAG = {"Key": "roleops:managed", "Value": "true"}
 ALLOW_DESCRIBE = {
     "Version": "2012-10-17",
@@ -87,32 +84,10 @@ def create_instance_role_stack(sb: SandboxProcess) -> dict:
     return cfn.describe_stacks(StackName="roleops-instance-role")["Stacks"][0]
 
 
-def wait_for_operation(cfn: Any, stack_set: str, operation_id: str) -> dict:
-    """DescribeStackSetOperation until it is done (moto answers SUCCEEDED at once); at most WAIT_SECONDS."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        operation = cfn.describe_stack_set_operation(StackSetName=stack_set, OperationId=operation_id)
-        if operation["StackSetOperation"]["Status"] in DONE:
-            return operation["StackSetOperation"]
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"operation {operation_id} not done after {WAIT_SECONDS:g}s: {operation}")
-        time.sleep(0.2)
-
-
 def deploy_cross_role(sb: SandboxProcess, instance_role_arn: str) -> dict:
     """A self-managed StackSet in the first account, its stack instance in the second; the finished operation."""
-    cfn = client_of(sb, "cloudformation")
-    cfn.create_stack_set(
-        StackSetName="roleops-cross",
-        TemplateBody=json.dumps(CROSS_ROLE_TEMPLATE),
-        PermissionModel="SELF_MANAGED",
-        Parameters=[{"ParameterKey": "InstanceRoleArn", "ParameterValue": instance_role_arn}],
-        Capabilities=["CAPABILITY_NAMED_IAM"],
-    )
-    operation_id = cfn.create_stack_instances(StackSetName="roleops-cross", Accounts=[SECOND], Regions=[REGION])[
-        "OperationId"
-    ]
-    return wait_for_operation(cfn, "roleops-cross", operation_id)
+    body = json.dumps(CROSS_ROLE_TEMPLATE)
+    return deploy_stack_set(sb, "roleops-cross", body, SECOND, {"InstanceRoleArn": instance_role_arn})
 
 
 def test_a_stack_creates_the_instance_role_and_its_profile(sb2):
