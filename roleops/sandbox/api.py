@@ -45,6 +45,8 @@ _METADATA_OPTION_PARAMS = {
     "InstanceMetadataTags": "instance_metadata_tags",
 }
 SSM_TARGET_PREFIX = "AmazonSSM."
+# CloudFormation calls that change nothing (the stack waits of SDKs poll DescribeStacks).
+_READ_PREFIXES = ("Describe", "List", "Get", "Validate", "Estimate", "Detect")
 TEMPLATE_DATA = "LaunchTemplateData"
 
 
@@ -121,8 +123,8 @@ class ApiInterceptor:
             response = self._forward(request)
             if response.status == 200 and service == "iam":
                 self._after_iam(request)
-            elif response.status == 200 and service == "cloudformation":
-                self._after_cloudformation()
+            elif response.status == 200 and service == "cloudformation" and not action.startswith(_READ_PREFIXES):
+                self._after_cloudformation()  # only after calls that can make IAM entities, not on every poll
             return response
 
     def _run_command(self, request: ApiRequest, action: str) -> Response:

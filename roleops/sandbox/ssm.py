@@ -805,18 +805,25 @@ class RunCommand:
             )
         return found
 
+    def _newest_first(self, command_id: str | None) -> list[Any]:
+        """The unexpired commands, newest first; only `command_id`'s when given (InvalidCommandId if it is none).
+        The caller holds the lock."""
+        self._expire()
+        commands = list(reversed(self._commands.values()))
+        if command_id is None:
+            return commands
+        commands = [c for c in commands if c.command_id == command_id]
+        if not commands:
+            raise ApiError("InvalidCommandId", f"Command {command_id} does not exist.")
+        return commands
+
     def _list_commands(self, document: dict[str, Any]) -> dict[str, Any]:
         command_id = _command_id(document, required=False)
         instance_id = _instance_id(document, required=False)
         size = _max_results(document, COMMAND_RESULTS)
         checks = _command_filters(document.get("Filters"))
         with self._lock:
-            self._expire()
-            commands = list(reversed(self._commands.values()))  # newest first
-            if command_id is not None:
-                commands = [c for c in commands if c.command_id == command_id]
-                if not commands:
-                    raise ApiError("InvalidCommandId", f"Command {command_id} does not exist.")
+            commands = self._newest_first(command_id)
             if instance_id is not None:
                 commands = [c for c in commands if c.invocation(instance_id) is not None]
             commands = [c for c in commands if all(check(c, c.state()) for check in checks)]
@@ -835,12 +842,7 @@ class RunCommand:
         if not isinstance(details, bool):
             raise _shape("Details must be true or false")
         with self._lock:
-            self._expire()
-            commands = list(reversed(self._commands.values()))
-            if command_id is not None:
-                commands = [c for c in commands if c.command_id == command_id]
-                if not commands:
-                    raise ApiError("InvalidCommandId", f"Command {command_id} does not exist.")
+            commands = self._newest_first(command_id)
             rows = [
                 (c, i)
                 for c in commands
